@@ -1,0 +1,137 @@
+//! JSON request and response bodies of the HTTP API (`ledger-spec/api.md`). Shared by the
+//! server and [`crate::client`], so both sides agree by construction.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::error::Problem;
+use crate::op::{AccountId, Hash32, Rate, MerchantStatus};
+use crate::rules::AccountKind;
+use crate::store::Receipt;
+
+/// `POST /v1/ops` as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitRequest {
+    /// Canonical SignedOp bytes, lowercase hex.
+    pub signed_op: String,
+}
+
+/// `POST /v1/ops/batch` as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchRequest {
+    /// Canonical SignedOp bytes of each op, lowercase hex.
+    pub signed_ops: Vec<String>,
+}
+
+/// Outcome of one op in a batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchItem {
+    /// `applied` (also for an idempotent retry) or `rejected`.
+    pub status: String,
+    /// The receipt, when applied.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub receipt: Option<Receipt>,
+    /// Why not, when rejected.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub problem: Option<Problem>,
+}
+
+/// `POST /v1/ops/batch` response: one item per op, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchResponse {
+    /// Per-op outcomes.
+    pub results: Vec<BatchItem>,
+}
+
+/// `GET /v1/info`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InfoResponse {
+    /// The chain id every op must carry.
+    pub chain_id: String,
+    /// The issuer's key.
+    pub issuer: AccountId,
+    /// The key that signs checkpoints.
+    pub checkpoint_key: AccountId,
+    /// The checkpoint verifier key in C2SP note form (`name+keyid+key`).
+    pub checkpoint_verifier: String,
+    /// Settlement currency.
+    pub currency: String,
+    /// Digits of its minor unit.
+    pub minor_unit_digits: u8,
+    /// Entries in the log.
+    pub size: u64,
+    /// Hash of the last entry.
+    pub head: Hash32,
+    /// Merkle root at `size`.
+    pub root: Hash32,
+    /// Points in existence.
+    pub supply: u64,
+    /// Points ever minted.
+    pub minted: u64,
+    /// Points ever burned.
+    pub burned: u64,
+}
+
+/// Merchant details in a wallet response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MerchantView {
+    /// Display name.
+    pub name: String,
+    /// Money owed per point minted to the merchant.
+    pub issue_rate: Rate,
+    /// Money owed per point redeemed with the merchant.
+    pub redeem_rate: Rate,
+    /// Active or suspended.
+    pub status: MerchantStatus,
+    /// Seq of the registration.
+    pub registered_seq: u64,
+}
+
+/// `GET /v1/wallets/{account}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WalletResponse {
+    /// The account.
+    pub account: AccountId,
+    /// Issuer, merchant, auditor or member.
+    pub kind: AccountKind,
+    /// Spendable points.
+    pub balance: u64,
+    /// Merchant details, for merchants.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub merchant: Option<MerchantView>,
+}
+
+/// A page of receipts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items, oldest first.
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next_after: Option<u64>,
+}
+
+/// One entry with everything needed to check it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntryView {
+    /// Seq.
+    pub seq: u64,
+    /// Hash of the entry.
+    pub entry_hash: Hash32,
+    /// Hash of the previous entry.
+    pub prev_hash: Hash32,
+    /// Timestamp.
+    pub timestamp_ms: u64,
+    /// The canonical entry bytes, lowercase hex (the Merkle leaf data).
+    pub entry: String,
+    /// The op, decoded.
+    pub op: crate::op::SignedOp,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// Entries in the log.
+    pub size: u64,
+}

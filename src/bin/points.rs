@@ -1,0 +1,518 @@
+//! `points`: the one binary — serve the ledger, make keys, act as a wallet, audit, export,
+//! reindex, benchmark.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use points_ledger::client::{Client, Wallet};
+use points_ledger::crypto::Keypair;
+use points_ledger::op::*;
+use points_ledger::server::{self, ServeConfig};
+use points_ledger::store::{Store, StoreConfig, Writer};
+
+#[derive(Parser)]
+#[command(name = "points", version, about = "A loyalty-points program as a verifiable token ledger")]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "POINTS_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the ledger service (creates a new ledger in an empty data folder).
+    Serve(ServeArgs),
+    /// Create a new ed25519 key file (mode 0600) and print its public key.
+    Keygen {
+        /// Where to write the key; refuses to overwrite.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Sign ops with a key and send them to a server; read wallets.
+    Wallet(WalletArgs),
+    /// Rebuild all derived state by replaying the log (the service must be stopped).
+    Reindex {
+        /// The data folder.
+        #[arg(long, env = "POINTS_DATA", default_value = "points-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Data folder: keys and the sled database.
+    #[arg(long, env = "POINTS_DATA", default_value = "points-data")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "POINTS_LISTEN", default_value = "127.0.0.1:8700")]
+    listen: SocketAddr,
+    /// Chain id of a new ledger (default: a random `points.local/xxxxxxxx`). Ignored when
+    /// the folder already holds a ledger.
+    #[arg(long, env = "POINTS_CHAIN_ID")]
+    chain_id: Option<String>,
+    /// Settlement currency (ISO 4217) of a new ledger.
+    #[arg(long, env = "POINTS_CURRENCY", default_value = "CNY")]
+    currency: String,
+    /// Minor unit digits of the currency.
+    #[arg(long, env = "POINTS_MINOR_UNIT_DIGITS", default_value_t = 2)]
+    minor_unit_digits: u8,
+    /// Sign a new checkpoint at most this often (ms) while entries arrive.
+    #[arg(long, env = "POINTS_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
+    checkpoint_interval_ms: u64,
+    /// sled page cache in MiB.
+    #[arg(long, env = "POINTS_CACHE_MB", default_value_t = 256)]
+    cache_mb: u64,
+    /// Most ops in one group commit.
+    #[arg(long, env = "POINTS_GROUP_OPS_MAX", default_value_t = 8192)]
+    group_ops_max: usize,
+    /// Largest request body in bytes.
+    #[arg(long, env = "POINTS_BODY_BYTES_MAX", default_value_t = 2 * 1024 * 1024)]
+    body_bytes_max: usize,
+    /// Per-request timeout in ms.
+    #[arg(long, env = "POINTS_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    request_timeout_ms: u64,
+}
+
+#[derive(Args)]
+struct WalletArgs {
+    /// Key file to sign with (from `points keygen`, or the issuer key in the data folder).
+    #[arg(long, env = "POINTS_KEY")]
+    key: PathBuf,
+    /// Server URL.
+    #[arg(long, env = "POINTS_SERVER", default_value = "http://127.0.0.1:8700")]
+    server: String,
+    /// Op id to use (for retrying an op exactly once); random by default.
+    #[arg(long)]
+    op_id: Option<u128>,
+    #[command(subcommand)]
+    command: WalletCommand,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReasonArg {
+    Purchase,
+    Task,
+    Campaign,
+    Referral,
+    Adjustment,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatusArg {
+    Active,
+    Suspended,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BurnReasonArg {
+    Voluntary,
+    Expiry,
+    Correction,
+}
+
+#[derive(Subcommand)]
+enum WalletCommand {
+    /// Print this key's account (public key).
+    Show,
+    /// Issuer: register a merchant.
+    RegisterMerchant {
+        /// The merchant's public key.
+        #[arg(long)]
+        merchant: AccountId,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Money per point minted to the merchant, as MINOR/POINTS (e.g. 1/1 = one cent a point).
+        #[arg(long, default_value = "1/1")]
+        issue_rate: String,
+        /// Money per point redeemed with the merchant, as MINOR/POINTS.
+        #[arg(long, default_value = "1/1")]
+        redeem_rate: String,
+    },
+    /// Issuer: change a merchant's name, rates or status.
+    UpdateMerchant {
+        /// The merchant's public key.
+        #[arg(long)]
+        merchant: AccountId,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New issue rate MINOR/POINTS.
+        #[arg(long)]
+        issue_rate: Option<String>,
+        /// New redeem rate MINOR/POINTS.
+        #[arg(long)]
+        redeem_rate: Option<String>,
+        /// New status.
+        #[arg(long)]
+        status: Option<StatusArg>,
+    },
+    /// Issuer: register an auditor.
+    RegisterAuditor {
+        /// The auditor's public key.
+        #[arg(long)]
+        auditor: AccountId,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Issuer: create points in an account (usually a merchant's float).
+    Mint {
+        /// Receiving account.
+        #[arg(long)]
+        to: AccountId,
+        /// Points.
+        #[arg(long)]
+        amount: u64,
+        /// Memo (text, stored as bytes; no personal data).
+        #[arg(long, default_value = "")]
+        memo: String,
+    },
+    /// Merchant: award points from the float to a member.
+    Earn {
+        /// The member.
+        #[arg(long)]
+        member: AccountId,
+        /// Points.
+        #[arg(long)]
+        amount: u64,
+        /// Why.
+        #[arg(long, value_enum, default_value = "purchase")]
+        reason: ReasonArg,
+        /// Receipt or task id (opaque; no personal data).
+        #[arg(long, default_value = "")]
+        reference: String,
+    },
+    /// Move points to another account.
+    Transfer {
+        /// Receiving account.
+        #[arg(long)]
+        to: AccountId,
+        /// Points.
+        #[arg(long)]
+        amount: u64,
+        /// Memo.
+        #[arg(long, default_value = "")]
+        memo: String,
+    },
+    /// Destroy points (your own; the issuer may burn any account's for expiry or correction).
+    Burn {
+        /// Points.
+        #[arg(long)]
+        amount: u64,
+        /// Account to burn from (default: your own).
+        #[arg(long)]
+        from: Option<AccountId>,
+        /// Why.
+        #[arg(long, value_enum, default_value = "voluntary")]
+        reason: BurnReasonArg,
+    },
+    /// Show a wallet's balance (default: your own).
+    Balance {
+        /// The account.
+        account: Option<AccountId>,
+    },
+    /// Show a wallet's history (default: your own).
+    History {
+        /// The account.
+        account: Option<AccountId>,
+        /// Start after this seq.
+        #[arg(long)]
+        after: Option<u64>,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+fn parse_rate(s: &str) -> Result<Rate> {
+    let (a, b) = s
+        .split_once('/')
+        .ok_or_else(|| anyhow!("rate `{s}`: write it as MINOR/POINTS, e.g. 1/1 or 5/100"))?;
+    let minor_units = a
+        .trim()
+        .parse()
+        .with_context(|| format!("rate `{s}`: bad minor units"))?;
+    let per_points = b
+        .trim()
+        .parse()
+        .with_context(|| format!("rate `{s}`: bad points"))?;
+    if per_points == 0 {
+        bail!("rate `{s}`: points must be at least 1");
+    }
+    Ok(Rate {
+        minor_units,
+        per_points,
+    })
+}
+
+fn print_json<T: Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POINTS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = ServeConfig::new(&args.data);
+    config.listen = args.listen;
+    config.chain_id = args.chain_id;
+    config.currency = args.currency;
+    config.minor_unit_digits = args.minor_unit_digits;
+    config.checkpoint_interval_ms = args.checkpoint_interval_ms;
+    config.store = StoreConfig {
+        cache_bytes: args.cache_mb * 1024 * 1024,
+        group_ops_max: args.group_ops_max,
+        ..StoreConfig::default()
+    };
+    config.limits.body_bytes_max = args.body_bytes_max;
+    config.limits.request_timeout_ms = args.request_timeout_ms;
+    let mut running = server::start(config)
+        .await
+        .with_context(|| format!("cannot serve the ledger in {}", args.data.display()))?;
+    let url = running.url();
+    if let Some(created) = &running.created {
+        println!("Created a new ledger `{}` in {}", created.chain_id, args.data.display());
+        println!(
+            "Issuer key: {} (mode 0600; keep it secret, move it offline in production)",
+            created.issuer_key_path.display()
+        );
+        println!("Issuer public key: {}", created.issuer);
+        println!();
+        println!("Try it:");
+        println!("  points keygen --out merchant.key");
+        println!(
+            "  points wallet --key {} --server {url} register-merchant --merchant <MERCHANT_PUBLIC_KEY> --name \"My Shop\"",
+            created.issuer_key_path.display()
+        );
+        println!(
+            "  points wallet --key {} --server {url} mint --to <MERCHANT_PUBLIC_KEY> --amount 10000",
+            created.issuer_key_path.display()
+        );
+    } else {
+        println!("Opened ledger `{}` in {}", running.chain_id, args.data.display());
+    }
+    println!("Listening on {url}");
+    let stop = running
+        .take_shutdown()
+        .ok_or_else(|| anyhow!("no shutdown handle"))?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = stop.send(());
+    });
+    running.wait().await?;
+    println!("Stopped cleanly.");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        match term.as_mut() {
+            Some(t) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = t.recv() => {},
+                }
+            }
+            None => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn keygen(out: &Path) -> Result<()> {
+    let key = Keypair::generate();
+    key.write_file(out)?;
+    println!("Wrote {} (mode 0600)", out.display());
+    println!("Public key: {}", hex::encode(key.public_key()));
+    Ok(())
+}
+
+async fn wallet(args: WalletArgs) -> Result<()> {
+    let key = Keypair::read_file(&args.key)?;
+    let me = AccountId(key.public_key());
+    if let WalletCommand::Show = args.command {
+        println!("{me}");
+        return Ok(());
+    }
+    let client = Client::new(&args.server);
+    let op = match args.command {
+        WalletCommand::Show => unreachable!("handled above"),
+        WalletCommand::Balance { account } => {
+            let account = account.unwrap_or(me);
+            print_json(&client.wallet(&account).await?)?;
+            return Ok(());
+        }
+        WalletCommand::History {
+            account,
+            after,
+            limit,
+        } => {
+            let account = account.unwrap_or(me);
+            print_json(&client.history(&account, after, limit).await?)?;
+            return Ok(());
+        }
+        WalletCommand::RegisterMerchant {
+            merchant,
+            name,
+            issue_rate,
+            redeem_rate,
+        } => Op::RegisterMerchant(RegisterMerchant {
+            merchant,
+            name,
+            issue_rate: parse_rate(&issue_rate)?,
+            redeem_rate: parse_rate(&redeem_rate)?,
+        }),
+        WalletCommand::UpdateMerchant {
+            merchant,
+            name,
+            issue_rate,
+            redeem_rate,
+            status,
+        } => Op::UpdateMerchant(UpdateMerchant {
+            merchant,
+            name,
+            issue_rate: issue_rate.as_deref().map(parse_rate).transpose()?,
+            redeem_rate: redeem_rate.as_deref().map(parse_rate).transpose()?,
+            status: status.map(|s| match s {
+                StatusArg::Active => MerchantStatus::Active,
+                StatusArg::Suspended => MerchantStatus::Suspended,
+            }),
+        }),
+        WalletCommand::RegisterAuditor { auditor, name } => {
+            Op::RegisterAuditor(RegisterAuditor { auditor, name })
+        }
+        WalletCommand::Mint { to, amount, memo } => Op::Mint(Mint {
+            to,
+            amount: Points(amount),
+            memo: Bytes(memo.into_bytes()),
+        }),
+        WalletCommand::Earn {
+            member,
+            amount,
+            reason,
+            reference,
+        } => Op::Earn(Earn {
+            member,
+            amount: Points(amount),
+            reason: match reason {
+                ReasonArg::Purchase => EarnReason::Purchase,
+                ReasonArg::Task => EarnReason::Task,
+                ReasonArg::Campaign => EarnReason::Campaign,
+                ReasonArg::Referral => EarnReason::Referral,
+                ReasonArg::Adjustment => EarnReason::Adjustment,
+            },
+            reference: Bytes(reference.into_bytes()),
+        }),
+        WalletCommand::Transfer { to, amount, memo } => Op::Transfer(Transfer {
+            to,
+            amount: Points(amount),
+            memo: Bytes(memo.into_bytes()),
+        }),
+        WalletCommand::Burn {
+            amount,
+            from,
+            reason,
+        } => Op::Burn(Burn {
+            from: from.unwrap_or(me),
+            amount: Points(amount),
+            reason: match reason {
+                BurnReasonArg::Voluntary => BurnReason::Voluntary,
+                BurnReasonArg::Expiry => BurnReason::Expiry,
+                BurnReasonArg::Correction => BurnReason::Correction,
+            },
+        }),
+    };
+    let wallet = Wallet::connect(key, client).await?;
+    let signed = match args.op_id {
+        Some(id) => points_ledger::client::sign_op(
+            &wallet.key,
+            &wallet.chain_id,
+            OpId(id),
+            points_ledger::client::now_ms() + wallet.ttl_ms,
+            op,
+        ),
+        None => wallet.sign(op),
+    };
+    let receipt = wallet.client.submit(&signed).await?;
+    print_json(&receipt)?;
+    Ok(())
+}
+
+fn reindex(data: &Path) -> Result<()> {
+    let store = std::sync::Arc::new(Store::open(
+        &data.join(server::LEDGER_DIR),
+        &StoreConfig::default(),
+    )?);
+    let entries = store.entry_count()?;
+    println!("Rebuilding derived state from {entries} entries…");
+    let started = std::time::Instant::now();
+    store.clear_derived()?;
+    let writer = Writer::open(store)?;
+    let tip = writer.tip();
+    println!(
+        "Done in {:.2} s: {} entries, {} accounts, supply {}, root {}",
+        started.elapsed().as_secs_f64(),
+        tip.size,
+        writer.state().account_count(),
+        writer.state().totals().supply,
+        tip.root
+    );
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Keygen { out } => keygen(&out),
+        Command::Wallet(args) => wallet(args).await,
+        Command::Reindex { data } => tokio::task::spawn_blocking(move || reindex(&data)).await?,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Operation types: the `SignedOp` envelope, every `Op`, and the `Entry` of the chain.
+//!
+//! These are plain data. Their byte encoding lives in [`crate::codec`] and is specified in
+//! `ledger-spec/encoding.md`; their meaning lives in [`crate::rules`] (`ledger-spec/rules.md`).
+//! Field order and enum variant order are part of the wire format: never reorder, only
+//! append new variants at the end.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Domain tag prefixed to the canonical envelope bytes before signing (`ledger-spec/encoding.md` §5).
+pub const OP_SIGNING_DOMAIN: &[u8] = b"points-ledger/op/v1\0";
+
+/// Longest chain id, in bytes.
+pub const CHAIN_ID_LEN_MAX: usize = 64;
+/// Longest human-readable name (merchant, auditor, currency), in bytes.
+pub const NAME_LEN_MAX: usize = 64;
+/// Longest opaque reference or memo, in bytes.
+pub const REFERENCE_LEN_MAX: usize = 64;
+
+macro_rules! hex_bytes_type {
+    ($(#[$meta:meta])* $name:ident, $len:expr) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+        pub struct $name(pub [u8; $len]);
+
+        impl $name {
+            /// Lowercase hex of the bytes.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.to_hex())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseHexError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let mut out = [0u8; $len];
+                if s.len() != 2 * $len {
+                    return Err(ParseHexError::Length { expected: 2 * $len, actual: s.len() });
+                }
+                if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Err(ParseHexError::NotLowercase);
+                }
+                hex::decode_to_slice(s, &mut out).map_err(|_| ParseHexError::NotHex)?;
+                Ok($name(out))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// Why a hex string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseHexError {
+    /// Wrong number of hex digits.
+    #[error("expected {expected} hex digits, got {actual}")]
+    Length {
+        /// Digits expected.
+        expected: usize,
+        /// Digits given.
+        actual: usize,
+    },
+    /// Not hex.
+    #[error("not a hex string")]
+    NotHex,
+    /// Uppercase digits: the canonical form is lowercase.
+    #[error("hex must be lowercase")]
+    NotLowercase,
+}
+
+hex_bytes_type!(
+    /// An account: the 32-byte ed25519 public key of its holder.
+    AccountId,
+    32
+);
+hex_bytes_type!(
+    /// A 64-byte ed25519 signature.
+    Signature,
+    64
+);
+hex_bytes_type!(
+    /// A SHA-256 digest: entry hashes, Merkle roots and nodes.
+    Hash32,
+    32
+);
+
+impl Hash32 {
+    /// All zeros: the `prev_hash` of entry 0.
+    pub const ZERO: Hash32 = Hash32([0u8; 32]);
+}
+
+/// An amount of points. Arithmetic on it is always checked.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Encode, Decode, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Points(pub u64);
+
+impl fmt::Debug for Points {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} pts", self.0)
+    }
+}
+
+impl fmt::Display for Points {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A signer's idempotency key: unique per signer, forever.
+///
+/// In JSON it is a decimal string, because JSON numbers lose precision above 2^53.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Encode, Decode)]
+pub struct OpId(pub u128);
+
+impl Serialize for OpId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for OpId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse::<u128>()
+            .map(OpId)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Opaque bytes (references, memos) shown as lowercase hex in JSON.
+#[derive(Clone, PartialEq, Eq, Hash, Default, Encode, Decode)]
+pub struct Bytes(pub Vec<u8>);
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bytes({})", hex::encode(&self.0))
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(serde::de::Error::custom(ParseHexError::NotLowercase));
+        }
+        hex::decode(s.as_ref())
+            .map(Bytes)
+            .map_err(|_| serde::de::Error::custom(ParseHexError::NotHex))
+    }
+}
+
+/// An exchange rate between points and money: `minor_units` of the ledger's currency per
+/// `per_points` points, kept as an exact fraction.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Rate {
+    /// Numerator: money in minor units (cents, fen).
+    pub minor_units: u64,
+    /// Denominator: points. Never zero.
+    pub per_points: u64,
+}
+
+/// Whether a merchant may act.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MerchantStatus {
+    /// May award points, list goods and accept redemptions.
+    Active,
+    /// Registered but refused for every op it signs.
+    Suspended,
+}
+
+/// Why points were earned, so a member can always see it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EarnReason {
+    /// A purchase; the reference is the receipt id.
+    Purchase,
+    /// A completed task (survey, check-in, review).
+    Task,
+    /// A campaign or promotion bonus.
+    Campaign,
+    /// A referral bonus.
+    Referral,
+    /// A goodwill or correcting adjustment.
+    Adjustment,
+}
+
+/// Why points were destroyed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BurnReason {
+    /// The holder gave them up.
+    Voluntary,
+    /// They expired under the program's terms (issuer only).
+    Expiry,
+    /// An operator correction (issuer only).
+    Correction,
+}
+
+/// Entry 0: creates the ledger. Signed by the issuer, whose key becomes the issuer key.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Genesis {
+    /// ISO 4217 code of the currency settlements are made in, e.g. `CNY`.
+    pub currency: String,
+    /// Digits after the decimal point of that currency's minor unit (2 for fen and cents).
+    pub minor_unit_digits: u8,
+    /// The key that signs checkpoints (the log key), kept apart from the issuer key so the
+    /// issuer key can stay offline.
+    pub checkpoint_key: AccountId,
+}
+
+/// Registers a partner merchant.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct RegisterMerchant {
+    /// The merchant's key.
+    pub merchant: AccountId,
+    /// Display name.
+    pub name: String,
+    /// Money the merchant owes per point minted into its float.
+    pub issue_rate: Rate,
+    /// Money the operator owes per point the merchant receives from redemptions.
+    pub redeem_rate: Rate,
+}
+
+/// Changes a merchant's name, rates or status; absent fields stay as they are.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct UpdateMerchant {
+    /// The merchant's key.
+    pub merchant: AccountId,
+    /// New display name.
+    pub name: Option<String>,
+    /// New issue rate, effective from this op's seq.
+    pub issue_rate: Option<Rate>,
+    /// New redeem rate, effective from this op's seq.
+    pub redeem_rate: Option<Rate>,
+    /// New status.
+    pub status: Option<MerchantStatus>,
+}
+
+/// Registers an auditor: a key allowed to read everything.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct RegisterAuditor {
+    /// The auditor's key.
+    pub auditor: AccountId,
+    /// Display name.
+    pub name: String,
+}
+
+/// Creates points in an account (usually a merchant's float). Issuer only.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Mint {
+    /// Receiving account.
+    pub to: AccountId,
+    /// Points created.
+    pub amount: Points,
+    /// Opaque memo (invoice number).
+    pub memo: Bytes,
+}
+
+/// A merchant awards points from its float to a member.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Earn {
+    /// The member receiving points.
+    pub member: AccountId,
+    /// Points awarded.
+    pub amount: Points,
+    /// Why.
+    pub reason: EarnReason,
+    /// Opaque reference: receipt or task id (never personal data).
+    pub reference: Bytes,
+}
+
+/// Moves points from the signer to another account.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Receiving account.
+    pub to: AccountId,
+    /// Points moved.
+    pub amount: Points,
+    /// Opaque memo.
+    pub memo: Bytes,
+}
+
+/// Destroys points: the holder's own, or any account's when the issuer signs (expiry, correction).
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Burn {
+    /// Account the points leave.
+    pub from: AccountId,
+    /// Points destroyed.
+    pub amount: Points,
+    /// Why.
+    pub reason: BurnReason,
+}
+
+/// Every operation. The variant index is the enum tag on the wire: append only.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Op {
+    /// Tag 0.
+    Genesis(Genesis),
+    /// Tag 1.
+    RegisterMerchant(RegisterMerchant),
+    /// Tag 2.
+    UpdateMerchant(UpdateMerchant),
+    /// Tag 3.
+    RegisterAuditor(RegisterAuditor),
+    /// Tag 4.
+    Mint(Mint),
+    /// Tag 5.
+    Earn(Earn),
+    /// Tag 6.
+    Transfer(Transfer),
+    /// Tag 7.
+    Burn(Burn),
+}
+
+impl Op {
+    /// The stable snake_case name of the op type (used in metrics and the API).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Genesis(_) => "genesis",
+            Op::RegisterMerchant(_) => "register_merchant",
+            Op::UpdateMerchant(_) => "update_merchant",
+            Op::RegisterAuditor(_) => "register_auditor",
+            Op::Mint(_) => "mint",
+            Op::Earn(_) => "earn",
+            Op::Transfer(_) => "transfer",
+            Op::Burn(_) => "burn",
+        }
+    }
+}
+
+/// What the signer signs: everything in a [`SignedOp`] but the signature.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The ledger this op is meant for; a signature never replays across ledgers.
+    pub chain_id: String,
+    /// Who signs.
+    pub signer: AccountId,
+    /// The signer's idempotency key.
+    pub op_id: OpId,
+    /// Last moment (unix ms) at which the op may be appended.
+    pub not_after_ms: u64,
+    /// What to do.
+    pub op: Op,
+}
+
+/// An envelope with its signature over `OP_SIGNING_DOMAIN || canonical(envelope)`.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct SignedOp {
+    /// The signed content.
+    pub envelope: Envelope,
+    /// ed25519 signature by `envelope.signer`.
+    pub signature: Signature,
+}
+
+/// One link of the chain.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the log, from 0.
+    pub seq: u64,
+    /// Entry hash of entry `seq - 1`; all zero for entry 0.
+    pub prev_hash: Hash32,
+    /// When the sequencer appended it (unix ms); never decreases.
+    pub timestamp_ms: u64,
+    /// The op.
+    pub signed_op: SignedOp,
+}
