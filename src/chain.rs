@@ -145,9 +145,15 @@ mod tests {
         );
         let mut bad = e1.clone();
         bad.seq = 2;
-        assert!(matches!(head.check_link(&bad), Err(LinkError::SeqGap { .. })));
+        assert!(matches!(
+            head.check_link(&bad),
+            Err(LinkError::SeqGap { .. })
+        ));
         let mut bad = e1;
         bad.timestamp_ms = 9;
-        assert_eq!(head.check_link(&bad), Err(LinkError::TimeWentBack { seq: 1 }));
+        assert_eq!(
+            head.check_link(&bad),
+            Err(LinkError::TimeWentBack { seq: 1 })
+        );
     }
 }

@@ -252,9 +252,9 @@ impl NoteVerifier {
     /// digits>+<base64(type byte || 32-byte public key)>`; the key id must be
     /// the one computed from the name, type and key.
     pub fn parse(vkey: &str) -> Result<NoteVerifier, NoteError> {
-        let mut parts = vkey.split('+');
-        let (Some(name), Some(id_hex), Some(key_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        // The base64 key may itself contain '+': split at the first two only.
+        let mut parts = vkey.splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
         else {
             return Err(NoteError::MalformedVerifierKey(
                 "expected three '+'-separated parts",
@@ -368,7 +368,7 @@ impl FromStr for NoteVerifier {
 /// The key of a [`NoteSigner`]: borrowed from the caller or owned.
 enum SignerKey<'a> {
     Borrowed(&'a Keypair),
-    Owned(Keypair),
+    Owned(Box<Keypair>),
 }
 
 /// A named Ed25519 key (type 0x01) that signs notes.
@@ -385,7 +385,7 @@ impl<'a> NoteSigner<'a> {
 
     /// A signer owning the key pair derived from a 32-byte seed.
     pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<NoteSigner<'static>, NoteError> {
-        NoteSigner::build(name, SignerKey::Owned(Keypair::from_seed(seed)))
+        NoteSigner::build(name, SignerKey::Owned(Box::new(Keypair::from_seed(seed))))
     }
 
     fn build<'k>(name: &str, key: SignerKey<'k>) -> Result<NoteSigner<'k>, NoteError> {
@@ -867,33 +867,809 @@ impl Checkpoint {
 mod tests {
     use super::*;
 
-    #[test]
-    fn print_example() {
-        let kp = Keypair::from_seed([7; 32]);
-        let cp = Checkpoint {
+    /// The example of `ledger-spec/checkpoints.md`: key seed [7; 32].
+    const EXAMPLE_VKEY: &str =
+        "points.example/test+8b948c4a+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs";
+    const EXAMPLE_NOTE: &str = "points.example/test\n\
+        8\n\
+        XcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=\n\
+        head abababababababababababababababababababababababababababababababab\n\
+        time 1767225600000\n\
+        \n\
+        \u{2014} points.example/test i5SMShAg1iS9N6pODOIWYBvr+ptbiDc/0794OOWMuMnYmc67/bJjSDyobFLDE3UTvd4eVWPjApos5IrrfLjZ+jXPcA8=\n";
+    /// The spec's example witness: key seed [9; 32], cosigning at 1767225601.
+    const EXAMPLE_WITNESS_VKEY: &str =
+        "witness.example/w1+24b5d9fe+BP0XJDhaoMdbZPt4zWAvodmR/ev3axPFjtcC6sg16fYY";
+    const EXAMPLE_COSIGNATURE: &str = "\u{2014} witness.example/w1 JLXZ/gAAAABpVbkB1JX1d3L/xDRbopGOjvh/Ooo4qwZQHqbkdSxnQ8rbrHSoVhCR8grm0xte+6QVXD/sKvQtmxYEzMyKbn12ou5DDw==\n";
+
+    const SPEC_EXAMPLE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/c2sp-signed-note/example.json"
+    );
+
+    fn example_checkpoint() -> Checkpoint {
+        Checkpoint {
             origin: "points.example/test".into(),
             size: 8,
+            // The root of RFC 6962's 8 test leaves.
             root: hex::decode("5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328")
                 .unwrap()
                 .try_into()
                 .unwrap(),
             head: [0xab; 32],
             time_ms: 1767225600000,
+        }
+    }
+
+    fn log_key() -> Keypair {
+        Keypair::from_seed([7; 32])
+    }
+
+    fn witness_key(n: u8) -> Keypair {
+        Keypair::from_seed([n; 32])
+    }
+
+    fn witness(n: u8) -> NoteVerifier {
+        NoteVerifier::new_cosigner(
+            &format!("witness.example/w{n}"),
+            witness_key(n).public_key(),
+        )
+        .unwrap()
+    }
+
+    /// A small deterministic generator (splitmix64) for the mutation test.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) % n as u64) as usize
+        }
+    }
+
+    // ---- the c2sp.org/signed-note spec example ----
+
+    #[test]
+    fn c2sp_signed_note_spec_example() {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(SPEC_EXAMPLE).unwrap()).unwrap();
+        let (vkey, note, text) = (
+            v["vkey"].as_str().unwrap(),
+            v["note"].as_str().unwrap(),
+            v["text"].as_str().unwrap(),
+        );
+        let verifier = NoteVerifier::parse(vkey).unwrap();
+        assert_eq!(verifier.name(), "example.com/foo");
+        assert_eq!(verifier.key_type(), KeyType::Ed25519);
+        assert_eq!(
+            format!("{:08x}", verifier.key_id()),
+            v["key_id_hex"].as_str().unwrap()
+        );
+        assert_eq!(verifier.vkey(), vkey);
+        let opened = open_note(note, std::slice::from_ref(&verifier)).unwrap();
+        assert_eq!(opened.text, text);
+        assert_eq!(opened.verified_by, ["example.com/foo"]);
+        assert!(opened.other_signatures.is_empty());
+
+        // Flipping any byte of the text fails.
+        for i in 0..text.len() {
+            for mask in [0x01, 0x20] {
+                let mut bytes = note.as_bytes().to_vec();
+                bytes[i] ^= mask;
+                let mutated = String::from_utf8(bytes).unwrap();
+                assert!(
+                    open_note(&mutated, std::slice::from_ref(&verifier)).is_err(),
+                    "text byte {i} ^ {mask:#x}"
+                );
+            }
+        }
+        // Flipping any character of the base64 signature fails.
+        let sig_start = note.rfind(' ').unwrap() + 1;
+        for i in sig_start..note.len() - 1 {
+            let mut bytes = note.as_bytes().to_vec();
+            bytes[i] ^= 0x01;
+            let mutated = String::from_utf8(bytes).unwrap();
+            assert!(open_note(&mutated, std::slice::from_ref(&verifier)).is_err());
+        }
+        // Flipping any byte of the decoded key id or signature fails.
+        let sig = BASE64.decode(&note[sig_start..note.len() - 1]).unwrap();
+        assert_eq!(sig.len(), 68);
+        for i in 0..sig.len() {
+            let mut bad = sig.clone();
+            bad[i] ^= 0x01;
+            let mutated = format!("{}{}\n", &note[..sig_start], BASE64.encode(&bad));
+            let err = open_note(&mutated, std::slice::from_ref(&verifier)).unwrap_err();
+            if i < 4 {
+                // Another key id: a signature from an unknown key.
+                assert_eq!(err, NoteError::NoKnownSignature);
+            } else {
+                assert_eq!(
+                    err,
+                    NoteError::BadSignature {
+                        name: "example.com/foo".into()
+                    }
+                );
+            }
+        }
+    }
+
+    // ---- the ledger-spec example checkpoint and cosignature ----
+
+    #[test]
+    fn spec_example_checkpoint_is_reproduced() {
+        let cp = example_checkpoint();
+        let kp = log_key();
+        assert_eq!(cp.sign(&cp.origin, &kp), EXAMPLE_NOTE);
+        let verifier = NoteVerifier::new(&cp.origin, kp.public_key()).unwrap();
+        assert_eq!(verifier.vkey(), EXAMPLE_VKEY);
+        let (opened, note) =
+            Checkpoint::open(EXAMPLE_NOTE, &EXAMPLE_VKEY.parse().unwrap()).unwrap();
+        assert_eq!(opened, cp);
+        assert_eq!(note.text, cp.body());
+        assert_eq!(note.verified_by, ["points.example/test"]);
+    }
+
+    #[test]
+    fn spec_example_cosignature_is_reproduced() {
+        let cp = example_checkpoint();
+        let line = cosign(
+            &cp.body(),
+            "witness.example/w1",
+            &witness_key(9),
+            1767225601,
+        );
+        assert_eq!(line, EXAMPLE_COSIGNATURE);
+        let w: NoteVerifier = EXAMPLE_WITNESS_VKEY.parse().unwrap();
+        assert_eq!(
+            w,
+            NoteVerifier::new_cosigner("witness.example/w1", witness_key(9).public_key()).unwrap()
+        );
+        assert_eq!(w.key_type(), KeyType::CosignatureV1);
+        assert_eq!(verify_cosignature(&cp.body(), &line, &w), Ok(1767225601));
+        assert_eq!(
+            verify_cosignature(&cp.body(), line.trim_end(), &w),
+            Ok(1767225601)
+        );
+
+        let cosigned = format!("{EXAMPLE_NOTE}{line}");
+        let log: NoteVerifier = EXAMPLE_VKEY.parse().unwrap();
+        let (opened, note) =
+            Checkpoint::open_cosigned(&cosigned, &log, std::slice::from_ref(&w), 1).unwrap();
+        assert_eq!(opened, cp);
+        assert_eq!(
+            note.verified_by,
+            ["points.example/test", "witness.example/w1"]
+        );
+        assert_eq!(
+            note.cosignatures,
+            [Cosignature {
+                name: "witness.example/w1".into(),
+                key_id: 0x24b5d9fe,
+                time_secs: 1767225601
+            }]
+        );
+        // Without the witness key, its line is an unknown signature.
+        let (_, plain) = Checkpoint::open(&cosigned, &log).unwrap();
+        assert_eq!(plain.verified_by, ["points.example/test"]);
+        assert_eq!(plain.other_signatures.len(), 1);
+        assert_eq!(plain.other_signatures[0].key_id, 0x24b5d9fe);
+        assert_eq!(plain.other_signatures[0].signature.len(), 72);
+    }
+
+    #[test]
+    fn spec_file_shows_these_examples() {
+        let spec = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/ledger-spec/checkpoints.md"
+        ))
+        .unwrap();
+        assert!(spec.contains(&format!("```\n{EXAMPLE_NOTE}```")));
+        assert!(spec.contains(&format!("```\n{EXAMPLE_COSIGNATURE}```")));
+        assert!(spec.contains(&format!("```\n{EXAMPLE_VKEY}\n```")));
+        assert!(spec.contains(&format!("```\n{EXAMPLE_WITNESS_VKEY}\n```")));
+        let message = cosigned_message(&example_checkpoint().body(), 1767225601);
+        assert!(spec.contains(&format!("```\n{message}```")));
+    }
+
+    // ---- signed notes ----
+
+    #[test]
+    fn notes_round_trip_with_several_signers() {
+        let (k1, k2) = (Keypair::from_seed([1; 32]), Keypair::from_seed([2; 32]));
+        let s1 = NoteSigner::new("a.example/one", &k1).unwrap();
+        let s2 = NoteSigner::from_seed("b.example/two", [2; 32]).unwrap();
+        let text = "hello\n\nworld with an empty line above\n";
+        let note = sign_note(text, &[s1, s2]);
+        assert!(note.starts_with(text));
+        let v1 = NoteVerifier::new("a.example/one", k1.public_key()).unwrap();
+        let v2 = NoteVerifier::new("b.example/two", k2.public_key()).unwrap();
+
+        let both = open_note(&note, &[v2.clone(), v1.clone()]).unwrap();
+        assert_eq!(both.text, text);
+        assert_eq!(both.verified_by, ["a.example/one", "b.example/two"]);
+        assert!(both.other_signatures.is_empty());
+
+        let one = open_note(&note, std::slice::from_ref(&v1)).unwrap();
+        assert_eq!(one.verified_by, ["a.example/one"]);
+        assert_eq!(one.other_signatures.len(), 1);
+        assert_eq!(one.other_signatures[0].name, "b.example/two");
+        assert_eq!(one.other_signatures[0].key_id, v2.key_id());
+
+        // Same name, other key (so other id): unknown, ignored.
+        let impostor = NoteVerifier::new("b.example/two", k1.public_key()).unwrap();
+        assert_eq!(
+            open_note(&note, std::slice::from_ref(&impostor)),
+            Err(NoteError::NoKnownSignature)
+        );
+        assert_eq!(open_note(&note, &[]), Err(NoteError::NoKnownSignature));
+        // A cosigner key of the same name and key is another key id.
+        let as_cosigner = NoteVerifier::new_cosigner("a.example/one", k1.public_key()).unwrap();
+        assert_ne!(as_cosigner.key_id(), v1.key_id());
+        assert_eq!(
+            open_note(&note, &[as_cosigner]),
+            Err(NoteError::NoKnownSignature)
+        );
+        // Text of a single empty line is still a text.
+        let s1 = NoteSigner::new("a.example/one", &k1).unwrap();
+        let empty = sign_note("\n", &[s1]);
+        assert_eq!(open_note(&empty, &[v1]).unwrap().text, "\n");
+    }
+
+    #[test]
+    fn a_bad_signature_from_a_known_key_rejects_the_note() {
+        let k1 = Keypair::from_seed([1; 32]);
+        let s1 = NoteSigner::new("a.example/one", &k1).unwrap();
+        let s2 = NoteSigner::from_seed("b.example/two", [2; 32]).unwrap();
+        let v1 = s1.verifier();
+        let v2 = s2.verifier();
+        let note = sign_note("text\n", &[s1, s2]);
+        // Replace b's signature with its signature over another text.
+        let other = sign_note(
+            "other\n",
+            &[NoteSigner::from_seed("b.example/two", [2; 32]).unwrap()],
+        );
+        let b_line = other.lines().last().unwrap();
+        let forged = format!("{}{b_line}\n", &note[..note.rfind('\u{2014}').unwrap()]);
+        assert!(open_note(&forged, std::slice::from_ref(&v1)).is_ok());
+        assert_eq!(
+            open_note(&forged, &[v1, v2]),
+            Err(NoteError::BadSignature {
+                name: "b.example/two".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_signature_of_the_wrong_length_from_a_known_key_is_bad() {
+        let v =
+            NoteVerifier::new("a.example/one", Keypair::from_seed([1; 32]).public_key()).unwrap();
+        let mut sig = v.key_id().to_be_bytes().to_vec();
+        sig.extend_from_slice(&[0; 63]);
+        let note = format!("t\n\n\u{2014} a.example/one {}\n", BASE64.encode(&sig));
+        assert_eq!(
+            open_note(&note, &[v]),
+            Err(NoteError::BadSignature {
+                name: "a.example/one".into()
+            })
+        );
+    }
+
+    #[test]
+    fn duplicate_signatures_count_once() {
+        let s = NoteSigner::from_seed("a.example/one", [1; 32]).unwrap();
+        let v = s.verifier();
+        let note = sign_note("t\n", &[s]);
+        let line = &note[3..];
+        let doubled = format!("{note}{line}");
+        let opened = open_note(&doubled, &[v.clone(), v]).unwrap();
+        assert_eq!(opened.verified_by, ["a.example/one"]);
+    }
+
+    #[test]
+    fn malformed_notes_are_rejected() {
+        let s = NoteSigner::from_seed("a.example/one", [1; 32]).unwrap();
+        let v = s.verifier();
+        let good = sign_note("line one\nline two\n", &[s]);
+        let sig_line = &good[good.find('\u{2014}').unwrap()..];
+        let sig_b64 = sig_line.trim_end().rsplit(' ').next().unwrap();
+        let cases: Vec<(String, NoteError)> = vec![
+            (
+                String::new(),
+                NoteError::Malformed("no blank line before the signatures"),
+            ),
+            (
+                "line one\nline two\n".into(),
+                NoteError::Malformed("no blank line before the signatures"),
+            ),
+            (
+                good.replace("\n\n", "\n"),
+                NoteError::Malformed("no blank line before the signatures"),
+            ),
+            (
+                "line one\n\n".into(),
+                NoteError::Malformed("no signature line, or no final newline"),
+            ),
+            (
+                good.trim_end_matches('\n').into(),
+                NoteError::Malformed("no signature line, or no final newline"),
+            ),
+            (
+                format!("{good}\n"),
+                NoteError::Malformed("no signature line, or no final newline"),
+            ),
+            (
+                format!("{good}{sig_line}\n"),
+                NoteError::Malformed("no signature line, or no final newline"),
+            ),
+            (
+                good.replace('\u{2014}', "-"),
+                NoteError::Malformed("signature line does not start with an em dash and a space"),
+            ),
+            (
+                good.replace("\u{2014} ", "\u{2014}  "),
+                NoteError::InvalidKeyName,
+            ),
+            (
+                good.replace(" a.example/one ", " a.example/one  "),
+                NoteError::Malformed("signature is not canonical base64"),
+            ),
+            (
+                good.replace(sig_b64, &sig_b64[..sig_b64.len() - 1]),
+                NoteError::Malformed("signature is not canonical base64"),
+            ),
+            (
+                good.replace(sig_b64, "AAAAAA=="),
+                NoteError::Malformed("signature is shorter than 5 bytes"),
+            ),
+            (
+                good.replace("a.example/one", "a.example+one"),
+                NoteError::InvalidKeyName,
+            ),
+            (
+                good.replace("line one", "line\tone"),
+                NoteError::ControlCharacter,
+            ),
+            (good.replace("\n", "\r\n"), NoteError::ControlCharacter),
+            (format!("{good}\0"), NoteError::ControlCharacter),
+            (
+                format!("{}{}", "x".repeat(MAX_LINE_BYTES + 1), &good[8..]),
+                NoteError::LineTooLong {
+                    line: 1,
+                    max: MAX_LINE_BYTES as u64,
+                },
+            ),
+            (
+                format!("{}{good}", "x\n".repeat(MAX_NOTE_BYTES / 2)),
+                NoteError::TooLarge {
+                    len: (MAX_NOTE_BYTES + good.len()) as u64,
+                    max: MAX_NOTE_BYTES as u64,
+                },
+            ),
+        ];
+        for (note, want) in cases {
+            assert_eq!(
+                open_note(&note, std::slice::from_ref(&v)),
+                Err(want),
+                "{note:?}"
+            );
+        }
+        // Base64 with non-zero padding bits is not canonical: 67 bytes end
+        // in "XY==", where the low four bits of Y are padding.
+        let mut sig = BASE64.decode(sig_b64).unwrap();
+        sig.truncate(67);
+        let mut loose = BASE64.encode(&sig).into_bytes();
+        let y = loose.len() - 3;
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let pos = alphabet.iter().position(|&c| c == loose[y]).unwrap();
+        loose[y] = alphabet[pos ^ 1];
+        let loose = String::from_utf8(loose).unwrap();
+        assert_eq!(
+            open_note(&good.replace(sig_b64, &loose), &[v]),
+            Err(NoteError::Malformed("signature is not canonical base64"))
+        );
+    }
+
+    #[test]
+    fn signature_count_limit() {
+        let s = NoteSigner::from_seed("a.example/one", [1; 32]).unwrap();
+        let v = s.verifier();
+        let note = sign_note("t\n", &[s]);
+        let unknown = format!("\u{2014} other.example/x {}\n", BASE64.encode([7u8; 68]));
+        let at_limit = format!("{note}{}", unknown.repeat(MAX_SIGNATURES - 1));
+        let opened = open_note(&at_limit, std::slice::from_ref(&v)).unwrap();
+        assert_eq!(opened.other_signatures.len(), MAX_SIGNATURES - 1);
+        let over = format!("{at_limit}{unknown}");
+        assert_eq!(
+            open_note(&over, &[v]),
+            Err(NoteError::TooManySignatures {
+                max: MAX_SIGNATURES as u64
+            })
+        );
+    }
+
+    #[test]
+    fn note_text_rules() {
+        assert_eq!(check_note_text("a\n"), Ok(()));
+        assert_eq!(
+            check_note_text(""),
+            Err(NoteError::TextNotNewlineTerminated)
+        );
+        assert_eq!(
+            check_note_text("a"),
+            Err(NoteError::TextNotNewlineTerminated)
+        );
+        assert_eq!(
+            check_note_text("a\u{7}\n"),
+            Err(NoteError::ControlCharacter)
+        );
+        for name in [
+            "",
+            "a b",
+            "a+b",
+            "a\u{a0}b",
+            "a\u{3000}b",
+            "a\nb",
+            "a\u{1}b",
+        ] {
+            assert!(!is_valid_key_name(name), "{name:?}");
+            assert_eq!(
+                NoteSigner::from_seed(name, [1; 32]).unwrap_err(),
+                NoteError::InvalidKeyName
+            );
+        }
+        assert!(is_valid_key_name("example.com/ünïcode-ok"));
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid note text")]
+    fn signing_text_without_final_newline_panics() {
+        let s = NoteSigner::from_seed("a.example/one", [1; 32]).unwrap();
+        sign_note("no newline", &[s]);
+    }
+
+    #[test]
+    fn verifier_keys() {
+        let pk = Keypair::from_seed([3; 32]).public_key();
+        let v = NoteVerifier::new("k.example/3", pk).unwrap();
+        assert_eq!(NoteVerifier::parse(&v.vkey()), Ok(v.clone()));
+        assert_eq!(v.to_string(), v.vkey());
+        assert_eq!(v.public_key(), &pk);
+        let vkey = v.vkey();
+        let id = format!("{:08x}", v.key_id());
+        let mut key33 = vec![0x01];
+        key33.extend_from_slice(&pk);
+        let mut type2 = key33.clone();
+        type2[0] = 0x02;
+        let bad_id = format!("{:08x}", v.key_id() ^ 1);
+        let cases = [
+            (
+                "k.example/3".to_string(),
+                NoteError::MalformedVerifierKey("expected three '+'-separated parts"),
+            ),
+            (
+                format!("{vkey}+extra"),
+                NoteError::MalformedVerifierKey("expected three '+'-separated parts"),
+            ),
+            (
+                vkey.replace(&id, &id.to_uppercase()),
+                NoteError::MalformedVerifierKey("key id is not 8 lowercase hex digits"),
+            ),
+            (
+                vkey.replace(&id, &id[1..]),
+                NoteError::MalformedVerifierKey("key id is not 8 lowercase hex digits"),
+            ),
+            (
+                vkey.replace(&id, &bad_id),
+                NoteError::MalformedVerifierKey("key id does not match the name and key"),
+            ),
+            (
+                vkey.replace("k.example/3", "k.example/4"),
+                NoteError::MalformedVerifierKey("key id does not match the name and key"),
+            ),
+            (
+                vkey.replace("k.example/3", "k example/3"),
+                NoteError::InvalidKeyName,
+            ),
+            (
+                format!("k.example/3+{id}+{}", BASE64.encode(&type2)),
+                NoteError::UnsupportedKeyType(0x02),
+            ),
+            (
+                format!("k.example/3+{id}+{}", BASE64.encode(&key33[..32])),
+                NoteError::MalformedVerifierKey("public key is not 32 bytes"),
+            ),
+            (
+                format!("k.example/3+{id}+"),
+                NoteError::MalformedVerifierKey("empty key"),
+            ),
+            (
+                format!("k.example/3+{id}+{}", &BASE64.encode(&key33)[..43]),
+                NoteError::MalformedVerifierKey("key is not canonical base64"),
+            ),
+        ];
+        for (vkey, want) in cases {
+            assert_eq!(NoteVerifier::parse(&vkey), Err(want), "{vkey}");
+        }
+    }
+
+    // ---- checkpoint bodies ----
+
+    #[test]
+    fn checkpoint_bodies_parse_strictly() {
+        let cp = example_checkpoint();
+        let body = cp.body();
+        assert_eq!(Checkpoint::parse_body(&body), Ok(cp.clone()));
+        assert_eq!(cp.validate(), Ok(()));
+        let root = BASE64.encode(cp.root);
+        let head = hex::encode(cp.head);
+        let bad = [
+            body.trim_end().to_string(),
+            format!("{body}extra\n"),
+            format!("{body}\n"),
+            body.replacen("head ", "time ", 1),
+            body.replace("\ntime", "\nhead"),
+            body.replace("time ", "time"),
+            body.replace("time ", "time  "),
+            body.replace("1767225600000", "01767225600000"),
+            body.replace("1767225600000", "+1767225600000"),
+            body.replace("1767225600000", "18446744073709551616"),
+            body.replace("\n8\n", "\n08\n"),
+            body.replace("\n8\n", "\n\n"),
+            body.replace("\n8\n", "\n-8\n"),
+            body.replace("\n8\n", "\n8 \n"),
+            body.replace(&root, &root.replace('=', "")),
+            body.replace(&root, &BASE64.encode([1u8; 31])),
+            body.replace(&root, &hex::encode(cp.root)),
+            body.replace(&head, &head.to_uppercase()),
+            body.replace(&head, &head[2..]),
+            body.replace(&head, &format!("{head}ab")),
+            body.replace(&head, &BASE64.encode(cp.head)),
+            body.replace("points.example/test", "points example"),
+            body.replace("points.example/test", ""),
+            body.replace('\n', "\r\n"),
+            body.replace("head", "Head"),
+            String::new(),
+            "\n".into(),
+        ];
+        for b in &bad {
+            assert!(Checkpoint::parse_body(b).is_err(), "{b:?}");
+        }
+        // Size 0: the empty root and an all-zero head, nothing else.
+        let zero = Checkpoint {
+            size: 0,
+            root: empty_root(),
+            head: [0; 32],
+            ..cp.clone()
         };
-        let note = cp.sign(&cp.origin, &kp);
-        println!("{note}");
-        println!(
-            "{}",
-            NoteVerifier::new(&cp.origin, kp.public_key()).unwrap()
+        assert_eq!(Checkpoint::parse_body(&zero.body()), Ok(zero.clone()));
+        for bad_zero in [
+            Checkpoint {
+                head: [1; 32],
+                ..zero.clone()
+            },
+            Checkpoint {
+                root: cp.root,
+                ..zero.clone()
+            },
+        ] {
+            assert!(Checkpoint::parse_body(&bad_zero.body()).is_err());
+            assert!(bad_zero.validate().is_err());
+        }
+        let bad_origin = Checkpoint {
+            origin: "two\nlines".into(),
+            ..cp.clone()
+        };
+        assert!(bad_origin.validate().is_err());
+        let max = Checkpoint {
+            size: u64::MAX,
+            time_ms: u64::MAX,
+            ..cp
+        };
+        assert_eq!(Checkpoint::parse_body(&max.body()), Ok(max));
+    }
+
+    #[test]
+    fn opening_checkpoints() {
+        let cp = example_checkpoint();
+        let kp = log_key();
+        let log = NoteVerifier::new(&cp.origin, kp.public_key()).unwrap();
+        let other_log = NoteVerifier::new(&cp.origin, witness_key(3).public_key()).unwrap();
+        assert_eq!(
+            Checkpoint::open(EXAMPLE_NOTE, &other_log),
+            Err(NoteError::NoKnownSignature)
         );
-        let w = Keypair::from_seed([9; 32]);
-        println!(
-            "{}",
-            cosign(&cp.body(), "witness.example/w1", &w, 1767225601)
+        // Signed by the right key under another name: origin mismatch.
+        let renamed = cp.sign("points.example/other", &kp);
+        let renamed_log = NoteVerifier::new("points.example/other", kp.public_key()).unwrap();
+        assert!(Checkpoint::open(&renamed, &log).is_err());
+        assert_eq!(
+            Checkpoint::open(&renamed, &renamed_log),
+            Err(NoteError::OriginMismatch {
+                origin: "points.example/test".into(),
+                key_name: "points.example/other".into()
+            })
         );
-        println!(
-            "{}",
-            NoteVerifier::new_cosigner("witness.example/w1", w.public_key()).unwrap()
+        // A correctly signed note that is not a checkpoint.
+        let not_cp = sign_note(
+            "points.example/test\n8\n",
+            &[NoteSigner::new(&cp.origin, &kp).unwrap()],
         );
+        assert_eq!(
+            Checkpoint::open(&not_cp, &log),
+            Err(NoteError::MalformedCheckpoint(
+                "expected exactly five lines"
+            ))
+        );
+    }
+
+    // ---- cosignatures ----
+
+    #[test]
+    fn cosignatures_are_counted() {
+        let cp = example_checkpoint();
+        let body = cp.body();
+        let log = NoteVerifier::new(&cp.origin, log_key().public_key()).unwrap();
+        let witnesses: Vec<NoteVerifier> = (1..=4).map(witness).collect();
+        let mut note = EXAMPLE_NOTE.to_string();
+        for n in 1..=3u8 {
+            let line = cosign(
+                &body,
+                &format!("witness.example/w{n}"),
+                &witness_key(n),
+                1767225600 + u64::from(n),
+            );
+            note.push_str(&line);
+        }
+        // A cosignature from a witness nobody configured.
+        note.push_str(&cosign(&body, "stranger.example/w", &witness_key(42), 1));
+
+        for need in 0..=3 {
+            let (_, v) = Checkpoint::open_cosigned(&note, &log, &witnesses, need).unwrap();
+            assert_eq!(v.cosignatures.len(), 3);
+            assert_eq!(v.other_signatures.len(), 1);
+        }
+        assert_eq!(
+            Checkpoint::open_cosigned(&note, &log, &witnesses, 4),
+            Err(NoteError::NotEnoughCosignatures { have: 3, need: 4 })
+        );
+        assert_eq!(
+            Checkpoint::open_cosigned(&note, &log, &witnesses[..1], 2),
+            Err(NoteError::NotEnoughCosignatures { have: 1, need: 2 })
+        );
+        // Listing a witness twice does not count it twice.
+        let twice = [witness(1), witness(1)];
+        assert_eq!(
+            Checkpoint::open_cosigned(&note, &log, &twice, 2),
+            Err(NoteError::NotEnoughCosignatures { have: 1, need: 2 })
+        );
+        // Witnesses alone are not enough: the log must have signed.
+        let without_log = format!("{body}\n{}", &note[EXAMPLE_NOTE.len()..]);
+        assert_eq!(
+            Checkpoint::open_cosigned(&without_log, &log, &witnesses, 0),
+            Err(NoteError::NoKnownSignature)
+        );
+        // A known witness's cosignature over another checkpoint rejects the note.
+        let other_body = Checkpoint {
+            time_ms: 1,
+            ..cp.clone()
+        }
+        .body();
+        let stale = cosign(&other_body, "witness.example/w4", &witness_key(4), 5);
+        assert_eq!(
+            Checkpoint::open_cosigned(&format!("{note}{stale}"), &log, &witnesses, 1),
+            Err(NoteError::BadSignature {
+                name: "witness.example/w4".into()
+            })
+        );
+    }
+
+    #[test]
+    fn cosignature_verification_failures() {
+        let body = example_checkpoint().body();
+        let w1 = witness(1);
+        let line = cosign(&body, "witness.example/w1", &witness_key(1), 1000);
+        assert_eq!(verify_cosignature(&body, &line, &w1), Ok(1000));
+        // Another body, another witness, a plain Ed25519 verifier.
+        let other = body.replace("time 1767225600000", "time 1767225600001");
+        assert_eq!(
+            verify_cosignature(&other, &line, &w1),
+            Err(NoteError::BadSignature {
+                name: "witness.example/w1".into()
+            })
+        );
+        assert_eq!(
+            verify_cosignature(&body, &line, &witness(2)),
+            Err(NoteError::NoKnownSignature)
+        );
+        let plain = NoteVerifier::new("witness.example/w1", witness_key(1).public_key()).unwrap();
+        assert_eq!(
+            verify_cosignature(&body, &line, &plain),
+            Err(NoteError::WrongKeyType { expected: 0x04 })
+        );
+        // The timestamp is signed: changing it breaks the signature.
+        let mut raw = BASE64
+            .decode(line.trim_end().rsplit(' ').next().unwrap())
+            .unwrap();
+        raw[11] ^= 1;
+        let retimed = format!("\u{2014} witness.example/w1 {}\n", BASE64.encode(&raw));
+        assert!(matches!(
+            verify_cosignature(&body, &retimed, &w1),
+            Err(NoteError::BadSignature { .. })
+        ));
+        // A timestamp above 2^63 - 1 is refused before any signature check.
+        raw[4] = 0x80;
+        let huge = format!("\u{2014} witness.example/w1 {}\n", BASE64.encode(&raw));
+        assert_eq!(
+            verify_cosignature(&body, &huge, &w1),
+            Err(NoteError::CosignatureTimeOutOfRange {
+                name: "witness.example/w1".into()
+            })
+        );
+        // Not one line, or not a line at all.
+        assert!(verify_cosignature(&body, &format!("{line}{line}"), &w1).is_err());
+        assert!(verify_cosignature(&body, "", &w1).is_err());
+        assert!(verify_cosignature("no newline", &line, &w1).is_err());
+    }
+
+    // ---- robustness ----
+
+    /// Random edits of a cosigned checkpoint never panic a verifier, and an
+    /// accepted edit never changes the signed text.
+    #[test]
+    fn mutated_notes_never_panic() {
+        let cp = example_checkpoint();
+        let log = NoteVerifier::new(&cp.origin, log_key().public_key()).unwrap();
+        let witnesses = [EXAMPLE_WITNESS_VKEY.parse().unwrap()];
+        let original = format!("{EXAMPLE_NOTE}{EXAMPLE_COSIGNATURE}");
+        let alphabet: &[u8] = b"\n +/=0aAZ\x00\xe2\x80\x94";
+        let mut rng = Rng(0xc0ffee);
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut bytes = original.clone().into_bytes();
+            for _ in 0..1 + rng.below(3) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = rng.below(bytes.len());
+                match rng.below(4) {
+                    0 => bytes[i] = alphabet[rng.below(alphabet.len())],
+                    1 => {
+                        bytes.remove(i);
+                    }
+                    2 => bytes.insert(i, alphabet[rng.below(alphabet.len())]),
+                    _ => bytes.truncate(i),
+                }
+            }
+            let mutated = String::from_utf8_lossy(&bytes);
+            let _ = Checkpoint::parse_body(&mutated);
+            let _ = NoteVerifier::parse(&mutated);
+            let _ = verify_cosignature(&cp.body(), &mutated, &witnesses[0]);
+            if let Ok((got, note)) = Checkpoint::open_cosigned(&mutated, &log, &witnesses, 0) {
+                assert_eq!(got, cp);
+                assert_eq!(note.text, cp.body());
+                accepted += 1;
+            }
+        }
+        // Some edits only touch the unchecked parts (for example, dropping
+        // the cosignature line), so a few are accepted; most are not.
+        assert!(accepted < 2_000, "{accepted}");
+    }
+}
+
+#[cfg(test)]
+mod regression {
+    use super::*;
+
+    /// A verifier key whose base64 part contains '+' must parse (names cannot contain '+').
+    #[test]
+    fn regression_vkey_with_plus_in_base64_parses() {
+        for seed in 0u8..=255 {
+            let kp = Keypair::from_seed([seed; 32]);
+            let v = NoteVerifier::new("points.local/abc", kp.public_key()).unwrap();
+            let s = v.vkey();
+            assert_eq!(NoteVerifier::parse(&s).unwrap(), v, "{s}");
+        }
     }
 }

@@ -32,13 +32,7 @@ pub fn random_op_id() -> OpId {
 }
 
 /// Signs an op: `signature = sign(OP_SIGNING_DOMAIN || canonical(envelope))`.
-pub fn sign_op(
-    key: &Keypair,
-    chain_id: &str,
-    op_id: OpId,
-    not_after_ms: u64,
-    op: Op,
-) -> SignedOp {
+pub fn sign_op(key: &Keypair, chain_id: &str, op_id: OpId, not_after_ms: u64, op: Op) -> SignedOp {
     let envelope = Envelope {
         chain_id: chain_id.to_string(),
         signer: AccountId(key.public_key()),
@@ -118,8 +112,9 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::Unexpected(format!("{e}: {}", String::from_utf8_lossy(&bytes))));
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                ClientError::Unexpected(format!("{e}: {}", String::from_utf8_lossy(&bytes)))
+            });
         }
         match serde_json::from_slice::<Problem>(&bytes) {
             Ok(p) => Err(ClientError::Problem(p)),
@@ -132,13 +127,83 @@ impl Client {
 
     /// GETs a JSON document at `path` (starting with `/`).
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let resp = self.http.get(format!("{}{}", self.base, path)).send().await?;
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await?;
         Self::decode(resp).await
+    }
+
+    /// GETs `path` asking for JSON (`Accept: application/json`), for routes that also serve text.
+    pub async fn get_json_accept<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await?;
+        Self::decode(resp).await
+    }
+
+    /// POSTs an empty body to `path` and decodes the JSON answer.
+    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .send()
+            .await?;
+        Self::decode(resp).await
+    }
+
+    /// POSTs a text body to `path` and decodes the JSON answer.
+    pub async fn post_text<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: String,
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(body)
+            .send()
+            .await?;
+        Self::decode(resp).await
+    }
+
+    /// Streams the export (`GET /v1/export`) into `out`; returns the bytes written.
+    pub async fn export_to(
+        &self,
+        out: &mut (impl std::io::Write + Send),
+    ) -> Result<u64, ClientError> {
+        let mut resp = self
+            .http
+            .get(format!("{}/v1/export", self.base))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::decode::<serde_json::Value>(resp)
+                .await
+                .err()
+                .unwrap_or_else(|| ClientError::Unexpected("export failed".into())));
+        }
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await? {
+            out.write_all(&chunk)
+                .map_err(|e| ClientError::Unexpected(format!("writing the export: {e}")))?;
+            n += chunk.len() as u64;
+        }
+        Ok(n)
     }
 
     /// GETs a text document at `path`.
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        let resp = self.http.get(format!("{}{}", self.base, path)).send().await?;
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await?;
         let status = resp.status();
         let text = resp.text().await?;
         if status.is_success() {
@@ -233,7 +298,11 @@ impl Client {
     }
 
     /// One page of entries.
-    pub async fn entries(&self, after: Option<u64>, limit: u32) -> Result<Page<EntryView>, ClientError> {
+    pub async fn entries(
+        &self,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Page<EntryView>, ClientError> {
         let mut path = format!("/v1/entries?limit={limit}");
         if let Some(a) = after {
             path.push_str(&format!("&after={a}"));

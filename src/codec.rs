@@ -7,7 +7,7 @@
 //! length, structs as their fields in order. Nothing else in the crate calls bincode, so the
 //! encoder could be replaced by a byte-identical one; the spec vectors guard the bytes.
 
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use bincode::error::DecodeError;
 use bincode::{Decode, Encode};
 

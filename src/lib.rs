@@ -14,13 +14,16 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod chain;
 pub mod checkpoint;
 pub mod client;
 pub mod codec;
 pub mod crypto;
+pub mod export;
 pub mod merkle;
 pub mod op;
 pub mod rules;
 pub mod server;
 pub mod store;
+pub mod verify;

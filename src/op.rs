@@ -118,7 +118,18 @@ impl Hash32 {
 
 /// An amount of points. Arithmetic on it is always checked.
 #[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Encode, Decode, Serialize, Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Encode,
+    Decode,
+    Serialize,
+    Deserialize,
 )]
 #[serde(transparent)]
 pub struct Points(pub u64);

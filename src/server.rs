@@ -118,7 +118,10 @@ fn load_or_create_key(path: &Path) -> Result<(Keypair, bool), KeyFileError> {
 /// Opens the ledger in the data folder, creating it (keys and genesis) if the folder is empty.
 pub fn open_or_init(config: &ServeConfig) -> Result<Opened, ServeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(StoreError::Io)?;
-    let store = Arc::new(Store::open(&config.data_dir.join(LEDGER_DIR), &config.store)?);
+    let store = Arc::new(Store::open(
+        &config.data_dir.join(LEDGER_DIR),
+        &config.store,
+    )?);
     let mut writer = Writer::open(store.clone())?;
     let log_key_path = config.data_dir.join(LOG_KEY_FILE);
     let mut created = None;
@@ -192,7 +195,11 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     /// A checkpointer for `store`, signing with `key` under `origin` (the chain id).
-    pub fn new(store: Arc<Store>, key: Keypair, origin: String) -> Result<Checkpointer, StoreError> {
+    pub fn new(
+        store: Arc<Store>,
+        key: Keypair,
+        origin: String,
+    ) -> Result<Checkpointer, StoreError> {
         let last = store.latest_checkpoint()?.map_or(0, |(s, _)| s);
         Ok(Checkpointer {
             store,

@@ -26,8 +26,8 @@ use crate::codec::{self, CodecError};
 use crate::merkle::{self, Frontier, MerkleError, NodeSource};
 use crate::op::*;
 use crate::rules::{
-    self, AuditorRecord, Ctx, Effects, LedgerInfo, MerchantRecord, OpIdIndex, OpIdRecord,
-    Outcome, Rejection, State, Totals, VerifiedOp,
+    self, AuditorRecord, Ctx, Effects, LedgerInfo, MerchantRecord, OpIdIndex, OpIdRecord, Outcome,
+    Rejection, State, Totals, VerifiedOp,
 };
 
 const P_BALANCE: u8 = b'A';
@@ -250,12 +250,14 @@ impl Store {
     pub fn entry(&self, seq: u64) -> Result<Option<Entry>, StoreError> {
         match self.entry_bytes(seq)? {
             None => Ok(None),
-            Some(bytes) => codec::decode_entry(&bytes)
-                .map(Some)
-                .map_err(|source| StoreError::Decode {
-                    what: format!("entry {seq}"),
-                    source,
-                }),
+            Some(bytes) => {
+                codec::decode_entry(&bytes)
+                    .map(Some)
+                    .map_err(|source| StoreError::Decode {
+                        what: format!("entry {seq}"),
+                        source,
+                    })
+            }
         }
     }
 
@@ -277,7 +279,11 @@ impl Store {
     }
 
     /// Up to `limit` receipts with seq > `after` (or from 0).
-    pub fn receipts_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<Receipt>, StoreError> {
+    pub fn receipts_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Receipt>, StoreError> {
         let start = after.map_or(0, |a| a.saturating_add(1));
         let mut out = Vec::with_capacity(limit.min(1024));
         for item in self.entries.range(be(start)..).take(limit) {
@@ -487,7 +493,9 @@ impl Store {
             })?;
             auditors.insert(AccountId(id), rec);
         }
-        Ok(State::from_parts(info, balances, merchants, auditors, totals))
+        Ok(State::from_parts(
+            info, balances, merchants, auditors, totals,
+        ))
     }
 }
 
@@ -499,7 +507,8 @@ impl NodeSource for Store {
                 h.copy_from_slice(&v);
                 Ok(h)
             }
-            _ => Err(MerkleError::MissingNode { level, index }),
+            Ok(_) => Err(MerkleError::MissingNode { level, index }),
+            Err(e) => Err(MerkleError::Storage(e.to_string())),
         }
     }
 }
@@ -651,10 +660,13 @@ impl Writer {
         };
         writer.check_tail()?;
         writer.replay()?;
-        writer.state.check_invariants().map_err(|e| StoreError::Corrupt {
-            seq: writer.head.next_seq,
-            detail: e.to_string(),
-        })?;
+        writer
+            .state
+            .check_invariants()
+            .map_err(|e| StoreError::Corrupt {
+                seq: writer.head.next_seq,
+                detail: e.to_string(),
+            })?;
         Ok(writer)
     }
 
@@ -724,10 +736,12 @@ impl Writer {
                     seq,
                     detail: format!("entry does not decode: {e}"),
                 })?;
-                self.head.check_link(&entry).map_err(|e: LinkError| StoreError::Corrupt {
-                    seq,
-                    detail: e.to_string(),
-                })?;
+                self.head
+                    .check_link(&entry)
+                    .map_err(|e: LinkError| StoreError::Corrupt {
+                        seq,
+                        detail: e.to_string(),
+                    })?;
                 let verified = VerifiedOp::from_trusted_log(entry.signed_op.clone());
                 let ctx = Ctx {
                     seq,
@@ -940,10 +954,7 @@ pub struct Sequencer {
 impl Sequencer {
     /// Starts the writer thread. It stops once every `Sequencer` clone is dropped and the
     /// queue is drained; join the returned handle to wait for that.
-    pub fn start(
-        writer: Writer,
-        config: &StoreConfig,
-    ) -> (Sequencer, std::thread::JoinHandle<()>) {
+    pub fn start(writer: Writer, config: &StoreConfig) -> (Sequencer, std::thread::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Request>(config.queue_requests_max);
         let (tip_tx, tip_rx) = watch::channel(writer.tip());
         let (stats_tx, stats_rx) = watch::channel(None);
@@ -1001,7 +1012,8 @@ impl Sequencer {
                         }
                         Err(e) => {
                             for req in group {
-                                let _ = req.reply.send(Err(SubmitError::Unavailable(e.to_string())));
+                                let _ =
+                                    req.reply.send(Err(SubmitError::Unavailable(e.to_string())));
                             }
                         }
                     }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::Problem;
-use crate::op::{AccountId, Hash32, Rate, MerchantStatus};
+use crate::op::{AccountId, Hash32, MerchantStatus, Rate};
 use crate::rules::AccountKind;
 use crate::store::Receipt;
 
@@ -134,4 +134,69 @@ pub struct Health {
     pub status: String,
     /// Entries in the log.
     pub size: u64,
+}
+
+/// A checkpoint, parsed, with its signed note.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointView {
+    /// The chain id.
+    pub origin: String,
+    /// Tree size (entries covered).
+    pub size: u64,
+    /// Merkle root at `size`.
+    pub root: Hash32,
+    /// Hash of entry `size - 1`.
+    pub head: Hash32,
+    /// When it was signed (unix ms).
+    pub time_ms: u64,
+    /// The signed note (C2SP signed-note text), with any cosignatures.
+    pub note: String,
+}
+
+/// `GET /v1/proofs/inclusion`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InclusionProofView {
+    /// The entry.
+    pub seq: u64,
+    /// Tree size the proof is for.
+    pub size: u64,
+    /// RFC 9162 leaf hash of the entry.
+    pub leaf_hash: Hash32,
+    /// Sibling hashes, leaf to root.
+    pub proof: Vec<Hash32>,
+}
+
+/// `GET /v1/proofs/consistency`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsistencyProofView {
+    /// Older tree size.
+    pub from: u64,
+    /// Newer tree size.
+    pub to: u64,
+    /// RFC 9162 consistency proof.
+    pub proof: Vec<Hash32>,
+}
+
+/// One history entry with its inclusion proof.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvenEntry {
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: EntryView,
+    /// Inclusion proof against the page's checkpoint.
+    pub proof: Vec<Hash32>,
+}
+
+/// `GET /v1/wallets/{account}/history?proofs=true`: a page verifiable against one checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvenHistory {
+    /// The account.
+    pub account: AccountId,
+    /// The checkpoint every proof is against.
+    pub checkpoint: CheckpointView,
+    /// Entries, oldest first.
+    pub items: Vec<ProvenEntry>,
+    /// Pass as `after` (with `size`) for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next_after: Option<u64>,
 }

@@ -99,7 +99,11 @@ impl From<StoreError> for Problem {
 
 impl From<SubmitError> for Problem {
     fn from(e: SubmitError) -> Problem {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
     }
 }
 

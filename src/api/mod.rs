@@ -3,6 +3,7 @@
 
 pub mod dto;
 pub mod error;
+mod verifiable;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,7 +91,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for P<T> {
     }
 }
 
-fn parse_account(s: &str) -> Result<AccountId, Problem> {
+pub(crate) fn parse_account(s: &str) -> Result<AccountId, Problem> {
     s.parse()
         .map_err(|e| Problem::bad_request("invalid_path", format!("account: {e}")))
 }
@@ -98,7 +99,11 @@ fn parse_account(s: &str) -> Result<AccountId, Problem> {
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", e.body_text())
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                e.body_text(),
+            )
         } else {
             Problem::bad_request("malformed_body", e.body_text())
         }
@@ -136,7 +141,10 @@ fn decode_hex_op(hex_op: &str) -> Result<SignedOp, Problem> {
         ));
     }
     if hex_op.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(Problem::bad_request("malformed_op", "signed_op: hex must be lowercase"));
+        return Err(Problem::bad_request(
+            "malformed_op",
+            "signed_op: hex must be lowercase",
+        ));
     }
     let bytes = hex::decode(hex_op)
         .map_err(|e| Problem::bad_request("malformed_op", format!("signed_op is not hex: {e}")))?;
@@ -316,10 +324,13 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    fn limit(&self, limits: &Limits) -> Result<usize, Problem> {
+    pub(crate) fn limit(&self, limits: &Limits) -> Result<usize, Problem> {
         match self.limit {
             None => Ok(limits.page_limit_default),
-            Some(0) => Err(Problem::bad_request("invalid_query", "limit must be at least 1")),
+            Some(0) => Err(Problem::bad_request(
+                "invalid_query",
+                "limit must be at least 1",
+            )),
             Some(n) if n as usize > limits.page_limit_max => Err(Problem::bad_request(
                 "invalid_query",
                 format!("limit must be at most {}", limits.page_limit_max),
@@ -329,29 +340,7 @@ impl PageQuery {
     }
 }
 
-async fn history(
-    State(app): State<AppState>,
-    P(account): P<String>,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<Page<Receipt>>, Problem> {
-    let account = parse_account(&account)?;
-    let limit = q.limit(&app.limits)?;
-    let seqs = app.store.history(&account, q.after, limit)?;
-    let mut items = Vec::with_capacity(seqs.len());
-    for seq in &seqs {
-        if let Some(r) = app.store.receipt(*seq)? {
-            items.push(r);
-        }
-    }
-    let next_after = if seqs.len() == limit {
-        seqs.last().copied()
-    } else {
-        None
-    };
-    Ok(Json(Page { items, next_after }))
-}
-
-fn entry_view(app: &AppState, seq: u64) -> Result<Option<EntryView>, Problem> {
+pub(crate) fn entry_view(app: &AppState, seq: u64) -> Result<Option<EntryView>, Problem> {
     let Some(bytes) = app.store.entry_bytes(seq)? else {
         return Ok(None);
     };
@@ -371,10 +360,7 @@ fn entry_view(app: &AppState, seq: u64) -> Result<Option<EntryView>, Problem> {
     }))
 }
 
-async fn entry(
-    State(app): State<AppState>,
-    P(seq): P<u64>,
-) -> Result<Json<EntryView>, Problem> {
+async fn entry(State(app): State<AppState>, P(seq): P<u64>) -> Result<Json<EntryView>, Problem> {
     entry_view(&app, seq)?
         .map(Json)
         .ok_or_else(|| Problem::not_found(format!("no entry {seq}")))
@@ -432,12 +418,27 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/ops", post(submit))
         .route("/v1/ops/batch", post(submit_batch))
         .route("/v1/wallets/{account}", get(wallet))
-        .route("/v1/wallets/{account}/history", get(history))
+        .route("/v1/wallets/{account}/history", get(verifiable::history))
+        .route(
+            "/v1/checkpoint",
+            get(verifiable::latest_checkpoint).post(verifiable::new_checkpoint),
+        )
+        .route("/v1/checkpoints/{size}", get(verifiable::checkpoint_at))
+        .route(
+            "/v1/checkpoints/{size}/cosignatures",
+            post(verifiable::add_cosignature),
+        )
+        .route("/v1/proofs/inclusion", get(verifiable::inclusion))
+        .route("/v1/proofs/consistency", get(verifiable::consistency))
+        .route("/v1/export", get(verifiable::export_stream))
         .route("/v1/entries", get(entries))
         .route("/v1/entries/{seq}", get(entry))
         .fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(body_max))
-        .layer(axum::middleware::from_fn_with_state(timeout_ms, timeout_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            timeout_ms,
+            timeout_layer,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
 }

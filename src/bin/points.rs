@@ -16,7 +16,11 @@ use points_ledger::server::{self, ServeConfig};
 use points_ledger::store::{Store, StoreConfig, Writer};
 
 #[derive(Parser)]
-#[command(name = "points", version, about = "A loyalty-points program as a verifiable token ledger")]
+#[command(
+    name = "points",
+    version,
+    about = "A loyalty-points program as a verifiable token ledger"
+)]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true, env = "POINTS_LOG_JSON")]
@@ -37,6 +41,21 @@ enum Command {
     },
     /// Sign ops with a key and send them to a server; read wallets.
     Wallet(WalletArgs),
+    /// Verify a whole ledger as an auditor: every link, hash, signature, rule, invariant and
+    /// checkpoint. Exactly one source.
+    Audit(AuditArgs),
+    /// Write the whole log and its checkpoints to a file, for offline audit.
+    Export {
+        /// Export a live server.
+        #[arg(long, conflicts_with = "data")]
+        server: Option<String>,
+        /// Export a stopped data folder.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Rebuild all derived state by replaying the log (the service must be stopped).
     Reindex {
         /// The data folder.
@@ -78,6 +97,25 @@ struct ServeArgs {
     /// Per-request timeout in ms.
     #[arg(long, env = "POINTS_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     request_timeout_ms: u64,
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// An export file (from `points export`).
+    #[arg(long, group = "source")]
+    export: Option<PathBuf>,
+    /// A live server URL (its `/v1/export` is streamed and audited).
+    #[arg(long, group = "source")]
+    server: Option<String>,
+    /// A stopped data folder.
+    #[arg(long, group = "source")]
+    data: Option<PathBuf>,
+    /// Entries per verification chunk.
+    #[arg(long, default_value_t = 16_384)]
+    chunk: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -214,6 +252,21 @@ enum WalletCommand {
         #[arg(long, value_enum, default_value = "voluntary")]
         reason: BurnReasonArg,
     },
+    /// Verify your whole history against a signed checkpoint: every signature, inclusion
+    /// proof and the checkpoint signature, and consistency with the checkpoint seen last time.
+    Verify {
+        /// Where to keep the pinned checkpoint key and the last checkpoint seen
+        /// (default: the key file's path with `.trust.json` appended).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Auditor: witness the latest checkpoint (after checking it extends the one you
+    /// witnessed last) and post your cosignature.
+    Cosign {
+        /// Where to keep the last witnessed checkpoint (default: key path + `.witness.json`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Show a wallet's balance (default: your own).
     Balance {
         /// The account.
@@ -290,7 +343,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot serve the ledger in {}", args.data.display()))?;
     let url = running.url();
     if let Some(created) = &running.created {
-        println!("Created a new ledger `{}` in {}", created.chain_id, args.data.display());
+        println!(
+            "Created a new ledger `{}` in {}",
+            created.chain_id,
+            args.data.display()
+        );
         println!(
             "Issuer key: {} (mode 0600; keep it secret, move it offline in production)",
             created.issuer_key_path.display()
@@ -308,7 +365,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
             created.issuer_key_path.display()
         );
     } else {
-        println!("Opened ledger `{}` in {}", running.chain_id, args.data.display());
+        println!(
+            "Opened ledger `{}` in {}",
+            running.chain_id,
+            args.data.display()
+        );
     }
     println!("Listening on {url}");
     let stop = running
@@ -366,6 +427,14 @@ async fn wallet(args: WalletArgs) -> Result<()> {
     let client = Client::new(&args.server);
     let op = match args.command {
         WalletCommand::Show => unreachable!("handled above"),
+        WalletCommand::Verify { state } => {
+            let state = state.unwrap_or_else(|| suffixed(&args.key, ".trust.json"));
+            return verify_wallet(&client, &me, &state).await;
+        }
+        WalletCommand::Cosign { state } => {
+            let state = state.unwrap_or_else(|| suffixed(&args.key, ".witness.json"));
+            return cosign(&client, &key, &state).await;
+        }
         WalletCommand::Balance { account } => {
             let account = account.unwrap_or(me);
             print_json(&client.wallet(&account).await?)?;
@@ -467,6 +536,250 @@ async fn wallet(args: WalletArgs) -> Result<()> {
     Ok(())
 }
 
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+async fn verify_wallet(client: &Client, me: &AccountId, state: &Path) -> Result<()> {
+    use points_ledger::verify::{self, TrustState};
+    let trust = TrustState::load(state)?;
+    let (report, new_trust) = match verify::verify_wallet(client, me, trust).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("VERIFICATION FAILED: {e}");
+            eprintln!("Do not trust this server's view of your wallet.");
+            bail!("verification failed");
+        }
+    };
+    new_trust.save(state)?;
+    if report.pinned_now {
+        println!(
+            "Pinned the checkpoint key {} (first use; kept in {})",
+            new_trust.checkpoint_verifier,
+            state.display()
+        );
+    }
+    println!(
+        "Verified {} entries of {} against checkpoint {} (root {})",
+        report.entries, report.account, report.checkpoint_size, report.checkpoint_root
+    );
+    println!("  every entry: bytes, entry hash, ed25519 signature, inclusion proof");
+    println!("  checkpoint: signed by the pinned key");
+    match report.consistent_with {
+        Some(seen) => println!("  consistency: extends the checkpoint of size {seen} seen before"),
+        None => println!("  consistency: first run, nothing seen before to compare with"),
+    }
+    println!("  balance from verified history: {}", report.balance);
+    Ok(())
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct WitnessState {
+    size: u64,
+    root: Hash32,
+}
+
+async fn cosign(client: &Client, key: &Keypair, state: &Path) -> Result<()> {
+    use points_ledger::api::dto::{CheckpointView, ConsistencyProofView};
+    use points_ledger::checkpoint::{self, NoteVerifier};
+    use points_ledger::merkle;
+    let info = client.info().await?;
+    let log = NoteVerifier::parse(&info.checkpoint_verifier)?;
+    let latest: CheckpointView = client.post_empty("/v1/checkpoint").await?;
+    let (cp, _) = checkpoint::Checkpoint::open(&latest.note, &log)
+        .map_err(|e| anyhow!("the checkpoint does not verify: {e}"))?;
+    let seen: Option<WitnessState> = match std::fs::read(state) {
+        Ok(b) => Some(serde_json::from_slice(&b).with_context(|| format!("{}", state.display()))?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("{}", state.display())),
+    };
+    if let Some(seen) = &seen {
+        if cp.size < seen.size {
+            bail!(
+                "refusing to cosign: checkpoint size {} is older than {} witnessed before",
+                cp.size,
+                seen.size
+            );
+        }
+        if cp.size == seen.size && cp.root != seen.root.0 {
+            bail!(
+                "refusing to cosign: a different root for size {} than witnessed before (fork)",
+                cp.size
+            );
+        }
+        if cp.size > seen.size {
+            let proof: ConsistencyProofView = client
+                .get_json(&format!(
+                    "/v1/proofs/consistency?from={}&to={}",
+                    seen.size, cp.size
+                ))
+                .await?;
+            let p: Vec<merkle::Hash> = proof.proof.iter().map(|h| h.0).collect();
+            merkle::verify_consistency(seen.size, cp.size, &seen.root.0, &cp.root, &p).map_err(
+                |e| {
+                    anyhow!(
+                        "refusing to cosign: not consistent with size {}: {e}",
+                        seen.size
+                    )
+                },
+            )?;
+        }
+    }
+    let name = hex::encode(key.public_key());
+    let line = checkpoint::cosign(
+        &cp.body(),
+        &name,
+        key,
+        points_ledger::client::now_ms() / 1000,
+    );
+    let updated: CheckpointView = client
+        .post_text(&format!("/v1/checkpoints/{}/cosignatures", cp.size), line)
+        .await?;
+    std::fs::write(
+        state,
+        serde_json::to_vec_pretty(&WitnessState {
+            size: cp.size,
+            root: Hash32(cp.root),
+        })?,
+    )?;
+    println!("Cosigned checkpoint {} (root {})", cp.size, Hash32(cp.root));
+    println!("{}", updated.note);
+    Ok(())
+}
+
+fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
+    let pb = match total {
+        Some(t) => indicatif::ProgressBar::new(t),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {pos}/{len} entries ({per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+async fn audit(args: AuditArgs) -> Result<()> {
+    use points_ledger::audit;
+    let started = std::time::Instant::now();
+    let chunk = args.chunk;
+    let (report, source) = if let Some(path) = args.export.clone() {
+        let report = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).with_context(|| format!("{}", path.display()))?;
+            let pb = progress_bar(None);
+            let r = audit::audit_export(
+                std::io::BufReader::with_capacity(1 << 20, file),
+                chunk,
+                |n| pb.set_position(n),
+            );
+            pb.finish_and_clear();
+            r.map_err(anyhow::Error::from)
+        })
+        .await??;
+        (
+            report,
+            format!("export {}", args.export.unwrap_or_default().display()),
+        )
+    } else if let Some(url) = args.server.clone() {
+        let client = Client::new(&url);
+        let tmp = std::env::temp_dir().join(format!("points-audit-{}.export", std::process::id()));
+        {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            client.export_to(&mut f).await?;
+            std::io::Write::flush(&mut f)?;
+        }
+        let t = tmp.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&t)?;
+            let pb = progress_bar(None);
+            let r = audit::audit_export(
+                std::io::BufReader::with_capacity(1 << 20, file),
+                chunk,
+                |n| pb.set_position(n),
+            );
+            pb.finish_and_clear();
+            r.map_err(anyhow::Error::from)
+        })
+        .await?;
+        let _ = std::fs::remove_file(&tmp);
+        (report?, format!("server {url}"))
+    } else if let Some(data) = args.data.clone() {
+        let report = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&data.join(server::LEDGER_DIR), &StoreConfig::default())?;
+            let pb = progress_bar(Some(store.entry_count()?));
+            let r = audit::audit_store(&store, chunk, |n| pb.set_position(n));
+            pb.finish_and_clear();
+            r.map_err(anyhow::Error::from)
+        })
+        .await??;
+        (
+            report,
+            format!("data folder {}", args.data.unwrap_or_default().display()),
+        )
+    } else {
+        bail!("say what to audit: --export FILE, --server URL or --data DIR");
+    };
+    let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        print_json(&report)?;
+    } else {
+        println!("Audit of {source}: OK");
+        println!("  chain:        {}", report.chain_id);
+        println!(
+            "  entries:      {} (all links, hashes, signatures and rules checked)",
+            report.entries
+        );
+        println!("  accounts:     {}", report.accounts);
+        println!(
+            "  supply:       {} (minted {} − burned {} = Σ balances)",
+            report.supply, report.minted, report.burned
+        );
+        println!("  root:         {}", report.root);
+        println!("  head:         {}", report.head);
+        println!(
+            "  checkpoints:  {} verified, last at size {}",
+            report.checkpoints_verified,
+            report
+                .last_checkpoint_size
+                .map_or("-".to_string(), |s| s.to_string())
+        );
+        println!(
+            "  time:         {secs:.2} s ({:.0} entries/s)",
+            report.entries as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+async fn export(server_url: Option<String>, data: Option<PathBuf>, out: PathBuf) -> Result<()> {
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(&out).with_context(|| format!("{}", out.display()))?,
+    );
+    match (server_url, data) {
+        (Some(url), None) => {
+            let n = Client::new(&url).export_to(&mut f).await?;
+            std::io::Write::flush(&mut f)?;
+            println!("Wrote {} bytes to {}", n, out.display());
+        }
+        (None, Some(data)) => {
+            let n = tokio::task::spawn_blocking(move || -> Result<u64> {
+                let store = Store::open(&data.join(server::LEDGER_DIR), &StoreConfig::default())?;
+                let n = points_ledger::audit::export_store(&store, &mut f)?;
+                std::io::Write::flush(&mut f)?;
+                Ok(n)
+            })
+            .await??;
+            println!("Wrote {n} entries to {}", out.display());
+        }
+        _ => bail!("say what to export: --server URL or --data DIR"),
+    }
+    Ok(())
+}
+
 fn reindex(data: &Path) -> Result<()> {
     let store = std::sync::Arc::new(Store::open(
         &data.join(server::LEDGER_DIR),
@@ -494,6 +807,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Keygen { out } => keygen(&out),
         Command::Wallet(args) => wallet(args).await,
+        Command::Audit(args) => audit(args).await,
+        Command::Export { server, data, out } => export(server, data, out).await,
         Command::Reindex { data } => tokio::task::spawn_blocking(move || reindex(&data)).await?,
     }
 }
@@ -501,7 +816,10 @@ async fn run(cli: Cli) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
