@@ -338,6 +338,101 @@ pub struct Burn {
     pub reason: BurnReason,
 }
 
+/// Lists a new item in the redemption mall. Its item id is the seq of this entry.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct ListItem {
+    /// Title (1–80 bytes).
+    pub title: String,
+    /// Short description (up to 280 bytes).
+    pub description: String,
+    /// Price of one unit, in points.
+    pub price: Points,
+    /// Units available.
+    pub stock: u64,
+    /// Most units in one order (0 = no limit).
+    pub limit_per_order: u64,
+    /// Most units one member may hold in open or fulfilled orders (0 = no limit).
+    pub limit_per_member: u64,
+    /// Redeemable from this time (unix ms; 0 = at once).
+    pub available_from_ms: u64,
+    /// Redeemable until this time (unix ms, exclusive); none = no end.
+    pub available_until_ms: Option<u64>,
+    /// Whether it can be redeemed now.
+    pub active: bool,
+}
+
+/// Changes an item; absent fields stay as they are. Only the listing merchant may sign it.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct UpdateItem {
+    /// The item (seq of its ListItem entry).
+    pub item_id: u64,
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New price.
+    pub price: Option<Points>,
+    /// Units to add (positive) or withdraw (negative); 0 leaves stock alone.
+    pub stock_delta: i64,
+    /// New per-order limit.
+    pub limit_per_order: Option<u64>,
+    /// New per-member limit.
+    pub limit_per_member: Option<u64>,
+    /// New start of availability.
+    pub available_from_ms: Option<u64>,
+    /// New end of availability (`Some(None)` removes the end).
+    pub available_until_ms: Option<Option<u64>>,
+    /// New active flag.
+    pub active: Option<bool>,
+}
+
+/// A member redeems an item: points move to the merchant, stock goes down, and an order is
+/// created whose id is the seq of this entry.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Redeem {
+    /// The item.
+    pub item_id: u64,
+    /// Units.
+    pub quantity: u64,
+    /// The most the member agreed to pay per unit; a higher current price is refused.
+    pub max_unit_price: Points,
+}
+
+/// The merchant marks an open order delivered.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct FulfillOrder {
+    /// The order (seq of its Redeem entry).
+    pub order_id: u64,
+    /// Opaque fulfilment reference (shipment, voucher code hash).
+    pub reference: Bytes,
+}
+
+/// Cancels an open order: refunds the points to the member and restores the stock. The
+/// merchant may cancel any open order; the member may cancel their own open order.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct CancelOrder {
+    /// The order.
+    pub order_id: u64,
+    /// Opaque reason.
+    pub reason: Bytes,
+}
+
+/// Closes a merchant's settlement period. Signed by the issuer in the envelope and
+/// countersigned by the merchant over the same statement (`ledger-spec/settlement.md`).
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Settle {
+    /// The merchant.
+    pub merchant: AccountId,
+    /// Period start (exclusive): the previous settlement's `to_seq`, or 0.
+    pub from_seq: u64,
+    /// Period end (inclusive).
+    pub to_seq: u64,
+    /// The statement totals both parties agree on.
+    pub totals: crate::settlement::StatementTotals,
+    /// The merchant's signature over `SETTLE_DOMAIN || canonical(SettleBody)`.
+    pub merchant_signature: Signature,
+}
+
 /// Every operation. The variant index is the enum tag on the wire: append only.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -358,6 +453,18 @@ pub enum Op {
     Transfer(Transfer),
     /// Tag 7.
     Burn(Burn),
+    /// Tag 8.
+    ListItem(ListItem),
+    /// Tag 9.
+    UpdateItem(UpdateItem),
+    /// Tag 10.
+    Redeem(Redeem),
+    /// Tag 11.
+    FulfillOrder(FulfillOrder),
+    /// Tag 12.
+    CancelOrder(CancelOrder),
+    /// Tag 13.
+    Settle(Settle),
 }
 
 impl Op {
@@ -372,6 +479,12 @@ impl Op {
             Op::Earn(_) => "earn",
             Op::Transfer(_) => "transfer",
             Op::Burn(_) => "burn",
+            Op::ListItem(_) => "list_item",
+            Op::UpdateItem(_) => "update_item",
+            Op::Redeem(_) => "redeem",
+            Op::FulfillOrder(_) => "fulfill_order",
+            Op::CancelOrder(_) => "cancel_order",
+            Op::Settle(_) => "settle",
         }
     }
 }

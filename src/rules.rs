@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::codec;
 use crate::crypto;
+use crate::mall::{self, ItemRecord, OrderRecord};
 use crate::op::*;
+use crate::settlement::{self, BookEvent, MerchantBook, SettlementRecord};
 
 /// Where in the chain an op is being applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +167,39 @@ pub enum Rejection {
     /// A u64 would overflow.
     #[error("the amount would overflow")]
     Overflow,
+    /// No such mall item.
+    #[error("no such item")]
+    UnknownItem,
+    /// The item is not active.
+    #[error("the item is not active")]
+    ItemInactive,
+    /// Outside the item's availability window.
+    #[error("the item is not available at this time")]
+    NotAvailable,
+    /// Over the per-order or per-member limit.
+    #[error("the quantity exceeds the item's per-order or per-member limit")]
+    LimitExceeded,
+    /// The current price is above the maximum the member agreed to.
+    #[error("the item's price is above the agreed maximum unit price")]
+    PriceAboveMax,
+    /// Not enough stock.
+    #[error("not enough stock")]
+    OutOfStock,
+    /// No such order.
+    #[error("no such order")]
+    UnknownOrder,
+    /// The order is already fulfilled or cancelled.
+    #[error("the order is already closed")]
+    OrderClosed,
+    /// The settlement period does not start where the last one ended, or is empty.
+    #[error("the period must start at the merchant's last settlement and end before this op")]
+    PeriodMismatch,
+    /// The merchant's countersignature does not verify.
+    #[error("the merchant's countersignature does not verify")]
+    BadCountersignature,
+    /// The totals differ from the statement recomputed from the chain.
+    #[error("the totals differ from the statement recomputed from the chain")]
+    StatementMismatch,
 }
 
 impl Rejection {
@@ -190,6 +225,17 @@ impl Rejection {
             Rejection::UnknownAccount => "unknown_account",
             Rejection::InsufficientFunds => "insufficient_funds",
             Rejection::Overflow => "overflow",
+            Rejection::UnknownItem => "unknown_item",
+            Rejection::ItemInactive => "item_inactive",
+            Rejection::NotAvailable => "not_available",
+            Rejection::LimitExceeded => "limit_exceeded",
+            Rejection::PriceAboveMax => "price_above_max",
+            Rejection::OutOfStock => "out_of_stock",
+            Rejection::UnknownOrder => "unknown_order",
+            Rejection::OrderClosed => "order_closed",
+            Rejection::PeriodMismatch => "period_mismatch",
+            Rejection::BadCountersignature => "bad_countersignature",
+            Rejection::StatementMismatch => "statement_mismatch",
         }
     }
 
@@ -214,6 +260,17 @@ impl Rejection {
         "unknown_account",
         "insufficient_funds",
         "overflow",
+        "unknown_item",
+        "item_inactive",
+        "not_available",
+        "limit_exceeded",
+        "price_above_max",
+        "out_of_stock",
+        "unknown_order",
+        "order_closed",
+        "period_mismatch",
+        "bad_countersignature",
+        "statement_mismatch",
     ];
 }
 
@@ -318,13 +375,13 @@ pub struct Parties {
 }
 
 impl Parties {
-    fn one(a: AccountId) -> Parties {
+    pub(crate) fn one(a: AccountId) -> Parties {
         Parties {
             list: [a, a],
             len: 1,
         }
     }
-    fn two(a: AccountId, b: AccountId) -> Parties {
+    pub(crate) fn two(a: AccountId, b: AccountId) -> Parties {
         if a == b {
             return Parties::one(a);
         }
@@ -354,6 +411,35 @@ pub struct Effects {
     pub auditor: Option<AccountId>,
     /// Genesis was applied.
     pub genesis: bool,
+    /// A mall item written.
+    pub item: Option<u64>,
+    /// An order written.
+    pub order: Option<u64>,
+    /// A (member, item) holding count written.
+    pub held: Option<(AccountId, u64)>,
+    /// Merchants whose settlement book got an event at this seq.
+    pub books: Option<Parties>,
+    /// A settlement closed: (merchant, period end, settlement id).
+    pub settled: Option<(AccountId, u64, u64)>,
+}
+
+impl Effects {
+    /// Effects that touch nothing but the parties' histories.
+    pub fn none(parties: Parties) -> Effects {
+        Effects {
+            parties,
+            balances: parties,
+            balances_changed: false,
+            merchant: None,
+            auditor: None,
+            genesis: false,
+            item: None,
+            order: None,
+            held: None,
+            books: None,
+            settled: None,
+        }
+    }
 }
 
 /// The result of an op that was not rejected.
@@ -376,6 +462,36 @@ pub struct State {
     merchants: HashMap<AccountId, MerchantRecord>,
     auditors: HashMap<AccountId, AuditorRecord>,
     totals: Totals,
+    pub(crate) items: HashMap<u64, ItemRecord>,
+    pub(crate) orders: HashMap<u64, OrderRecord>,
+    pub(crate) held: HashMap<(AccountId, u64), u64>,
+    pub(crate) books: HashMap<AccountId, MerchantBook>,
+    pub(crate) settlements: HashMap<u64, SettlementRecord>,
+}
+
+/// Everything a [`State`] is made of, for loading it from storage.
+#[derive(Debug, Default)]
+pub struct StateParts {
+    /// Ledger identity.
+    pub info: Option<LedgerInfo>,
+    /// Balances.
+    pub balances: HashMap<AccountId, u64>,
+    /// Merchants.
+    pub merchants: HashMap<AccountId, MerchantRecord>,
+    /// Auditors.
+    pub auditors: HashMap<AccountId, AuditorRecord>,
+    /// Totals.
+    pub totals: Totals,
+    /// Mall items.
+    pub items: HashMap<u64, ItemRecord>,
+    /// Orders.
+    pub orders: HashMap<u64, OrderRecord>,
+    /// Units each member holds of each item.
+    pub held: HashMap<(AccountId, u64), u64>,
+    /// Merchants' settlement books.
+    pub books: HashMap<AccountId, MerchantBook>,
+    /// Settlements.
+    pub settlements: HashMap<u64, SettlementRecord>,
 }
 
 /// An invariant that does not hold: always a bug or corruption, never bad input.
@@ -390,20 +506,54 @@ impl State {
     }
 
     /// Rebuilds a state from stored parts (the store's derived trees).
-    pub fn from_parts(
-        info: Option<LedgerInfo>,
-        balances: HashMap<AccountId, u64>,
-        merchants: HashMap<AccountId, MerchantRecord>,
-        auditors: HashMap<AccountId, AuditorRecord>,
-        totals: Totals,
-    ) -> State {
+    pub fn from_parts(p: StateParts) -> State {
         State {
-            info,
-            balances,
-            merchants,
-            auditors,
-            totals,
+            info: p.info,
+            balances: p.balances,
+            merchants: p.merchants,
+            auditors: p.auditors,
+            totals: p.totals,
+            items: p.items,
+            orders: p.orders,
+            held: p.held,
+            books: p.books,
+            settlements: p.settlements,
         }
+    }
+
+    /// A mall item.
+    pub fn item(&self, item_id: u64) -> Option<&ItemRecord> {
+        self.items.get(&item_id)
+    }
+
+    /// An order.
+    pub fn order(&self, order_id: u64) -> Option<&OrderRecord> {
+        self.orders.get(&order_id)
+    }
+
+    /// Units of `item_id` that `member` holds in open or fulfilled orders.
+    pub fn held(&self, member: &AccountId, item_id: u64) -> u64 {
+        self.held.get(&(*member, item_id)).copied().unwrap_or(0)
+    }
+
+    /// A merchant's settlement book.
+    pub fn book(&self, merchant: &AccountId) -> Option<&MerchantBook> {
+        self.books.get(merchant)
+    }
+
+    /// A settlement.
+    pub fn settlement(&self, id: u64) -> Option<&SettlementRecord> {
+        self.settlements.get(&id)
+    }
+
+    /// All merchants.
+    pub fn merchants(&self) -> &HashMap<AccountId, MerchantRecord> {
+        &self.merchants
+    }
+
+    /// All mall items.
+    pub fn items(&self) -> &HashMap<u64, ItemRecord> {
+        &self.items
     }
 
     /// The ledger identity, once genesis is applied.
@@ -545,7 +695,12 @@ impl State {
     }
 
     /// Checks a debit and a credit without applying them.
-    fn check_move(&self, from: &AccountId, to: &AccountId, amount: u64) -> Result<(), Rejection> {
+    pub(crate) fn check_move(
+        &self,
+        from: &AccountId,
+        to: &AccountId,
+        amount: u64,
+    ) -> Result<(), Rejection> {
         if self.balance(from) < amount {
             return Err(Rejection::InsufficientFunds);
         }
@@ -555,7 +710,29 @@ impl State {
         Ok(())
     }
 
-    fn do_move(&mut self, from: &AccountId, to: &AccountId, amount: u64) {
+    /// Burns `amount` from `from` (already checked to be covered).
+    pub(crate) fn burn_from(&mut self, from: &AccountId, amount: u64) -> Result<(), Rejection> {
+        if amount == 0 {
+            return Ok(());
+        }
+        let burned = self
+            .totals
+            .burned
+            .checked_add(amount)
+            .ok_or(Rejection::Overflow)?;
+        let balance = self
+            .balances
+            .get_mut(from)
+            .ok_or(Rejection::UnknownAccount)?;
+        *balance = balance
+            .checked_sub(amount)
+            .ok_or(Rejection::InsufficientFunds)?;
+        self.totals.burned = burned;
+        self.totals.supply -= amount;
+        Ok(())
+    }
+
+    pub(crate) fn do_move(&mut self, from: &AccountId, to: &AccountId, amount: u64) {
         let from_balance = self.balances.entry(*from).or_insert(0);
         *from_balance -= amount;
         let to_balance = self.balances.entry(*to).or_insert(0);
@@ -632,6 +809,11 @@ pub fn apply(
                 merchant: None,
                 auditor: None,
                 genesis: true,
+                item: None,
+                order: None,
+                held: None,
+                books: None,
+                settled: None,
             }
         }
         Op::RegisterMerchant(r) => {
@@ -665,6 +847,11 @@ pub fn apply(
                 merchant: Some(r.merchant),
                 auditor: None,
                 genesis: false,
+                item: None,
+                order: None,
+                held: None,
+                books: None,
+                settled: None,
             }
         }
         Op::UpdateMerchant(u) => {
@@ -703,6 +890,11 @@ pub fn apply(
                 merchant: Some(u.merchant),
                 auditor: None,
                 genesis: false,
+                item: None,
+                order: None,
+                held: None,
+                books: None,
+                settled: None,
             }
         }
         Op::RegisterAuditor(r) => {
@@ -731,6 +923,11 @@ pub fn apply(
                 merchant: None,
                 auditor: Some(r.auditor),
                 genesis: false,
+                item: None,
+                order: None,
+                held: None,
+                books: None,
+                settled: None,
             }
         }
         Op::Mint(m) => {
@@ -754,13 +951,23 @@ pub fn apply(
             state.totals.supply = supply;
             state.totals.minted = minted;
             *state.balances.entry(m.to).or_insert(0) += amount;
+            let rate = state.merchants.get(&m.to).map(|r| r.issue_rate);
+            if let Some(rate) = rate {
+                settlement::record(
+                    state,
+                    &m.to,
+                    ctx.seq,
+                    BookEvent::Purchased {
+                        points: amount,
+                        rate,
+                    },
+                );
+            }
             Effects {
-                parties: Parties::two(signer, m.to),
                 balances: Parties::one(m.to),
                 balances_changed: true,
-                merchant: None,
-                auditor: None,
-                genesis: false,
+                books: rate.map(|_| Parties::one(m.to)),
+                ..Effects::none(Parties::two(signer, m.to))
             }
         }
         Op::Earn(e) => {
@@ -773,13 +980,26 @@ pub fn apply(
             state.check_new_account(&e.member)?;
             state.check_move(&signer, &e.member, amount)?;
             state.do_move(&signer, &e.member, amount);
+            settlement::record(
+                state,
+                &signer,
+                ctx.seq,
+                BookEvent::Awarded { points: amount },
+            );
+            if state.merchants.contains_key(&e.member) {
+                settlement::record(
+                    state,
+                    &e.member,
+                    ctx.seq,
+                    BookEvent::TransferredIn { points: amount },
+                );
+            }
+            let both = Parties::two(signer, e.member);
             Effects {
-                parties: Parties::two(signer, e.member),
-                balances: Parties::two(signer, e.member),
+                balances: both,
                 balances_changed: true,
-                merchant: None,
-                auditor: None,
-                genesis: false,
+                books: Some(both),
+                ..Effects::none(both)
             }
         }
         Op::Transfer(t) => {
@@ -792,13 +1012,24 @@ pub fn apply(
             state.check_new_account(&t.to)?;
             state.check_move(&signer, &t.to, amount)?;
             state.do_move(&signer, &t.to, amount);
+            settlement::record(
+                state,
+                &signer,
+                ctx.seq,
+                BookEvent::TransferredOut { points: amount },
+            );
+            settlement::record(
+                state,
+                &t.to,
+                ctx.seq,
+                BookEvent::TransferredIn { points: amount },
+            );
+            let both = Parties::two(signer, t.to);
             Effects {
-                parties: Parties::two(signer, t.to),
-                balances: Parties::two(signer, t.to),
+                balances: both,
                 balances_changed: true,
-                merchant: None,
-                auditor: None,
-                genesis: false,
+                books: Some(both),
+                ..Effects::none(both)
             }
         }
         Op::Burn(b) => {
@@ -825,14 +1056,30 @@ pub fn apply(
             state.totals.burned = burned;
             state.totals.supply -= amount;
             *state.balances.entry(b.from).or_insert(0) -= amount;
+            settlement::record(
+                state,
+                &b.from,
+                ctx.seq,
+                BookEvent::Burned { points: amount },
+            );
             Effects {
-                parties: Parties::two(signer, b.from),
                 balances: Parties::one(b.from),
                 balances_changed: true,
-                merchant: None,
-                auditor: None,
-                genesis: false,
+                books: Some(Parties::one(b.from)),
+                ..Effects::none(Parties::two(signer, b.from))
             }
+        }
+        Op::ListItem(op) => mall::list_item(state, ctx, signer, op)?,
+        Op::UpdateItem(op) => mall::update_item(state, ctx, signer, op)?,
+        Op::Redeem(op) => {
+            state.check_not_suspended(&signer)?;
+            mall::redeem(state, ctx, signer, op)?
+        }
+        Op::FulfillOrder(op) => mall::fulfill_order(state, ctx, signer, op)?,
+        Op::CancelOrder(op) => mall::cancel_order(state, ctx, signer, op)?,
+        Op::Settle(op) => {
+            let chain_id = env.chain_id.clone();
+            settlement::settle(state, ctx, signer, issuer, &chain_id, op)?
         }
     };
 

@@ -23,12 +23,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::chain::{self, Head, LinkError};
 use crate::codec::{self, CodecError};
+use crate::mall::{ItemRecord, OrderRecord};
 use crate::merkle::{self, Frontier, MerkleError, NodeSource};
 use crate::op::*;
 use crate::rules::{
     self, AuditorRecord, Ctx, Effects, LedgerInfo, MerchantRecord, OpIdIndex, OpIdRecord, Outcome,
-    Rejection, State, Totals, VerifiedOp,
+    Rejection, State, StateParts, Totals, VerifiedOp,
 };
+use crate::settlement::{BookEvent, BookHeader, MerchantBook, SettlementRecord};
 
 const P_BALANCE: u8 = b'A';
 const P_MERCHANT: u8 = b'M';
@@ -36,6 +38,16 @@ const P_AUDITOR: u8 = b'U';
 const P_OPID: u8 = b'O';
 const P_HISTORY: u8 = b'H';
 const P_NODE: u8 = b'N';
+const P_ITEM: u8 = b'I';
+const P_ORDER: u8 = b'R';
+const P_HELD: u8 = b'Q';
+const P_BOOK: u8 = b'K';
+const P_BOOK_EVENT: u8 = b'E';
+const P_SETTLEMENT: u8 = b'S';
+const P_MERCHANT_ITEMS: u8 = b'i';
+const P_MEMBER_ORDERS: u8 = b'w';
+const P_MERCHANT_ORDERS: u8 = b'x';
+const P_MERCHANT_SETTLEMENTS: u8 = b's';
 const K_INFO: &[u8] = b"Ginfo";
 const K_TOTALS: &[u8] = b"Gtotals";
 const K_HEAD: &[u8] = b"Ghead";
@@ -138,6 +150,34 @@ fn key_opid(signer: &AccountId, op_id: OpId) -> [u8; 49] {
     k[1..33].copy_from_slice(&signer.0);
     k[33..].copy_from_slice(&op_id.0.to_be_bytes());
     k
+}
+
+fn key_id(prefix: u8, id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&be(id));
+    k
+}
+
+fn key_account_id(prefix: u8, account: &AccountId, id: u64) -> [u8; 41] {
+    let mut k = [0u8; 41];
+    k[0] = prefix;
+    k[1..33].copy_from_slice(&account.0);
+    k[33..].copy_from_slice(&be(id));
+    k
+}
+
+fn decode_rec<T: bincode::Decode<()>>(v: &[u8], what: &str) -> Result<T, StoreError> {
+    codec::decode_record(v).map_err(|source| StoreError::Decode {
+        what: what.to_string(),
+        source,
+    })
+}
+
+fn account_at(k: &[u8], at: usize) -> AccountId {
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&k[at..at + 32]);
+    AccountId(id)
 }
 
 fn key_node(level: u8, index: u64) -> [u8; 10] {
@@ -472,30 +512,247 @@ impl Store {
     }
 
     fn load_state(&self) -> Result<State, StoreError> {
-        let info = self.info()?;
-        let totals = self.totals()?;
-        let mut balances = HashMap::new();
+        let mut p = StateParts {
+            info: self.info()?,
+            totals: self.totals()?,
+            ..StateParts::default()
+        };
         for item in self.derived.scan_prefix([P_BALANCE]) {
             let (k, v) = item?;
-            let mut id = [0u8; 32];
-            id.copy_from_slice(&k[1..33]);
-            balances.insert(AccountId(id), read_u64(&v, "balance")?);
+            p.balances
+                .insert(account_at(&k, 1), read_u64(&v, "balance")?);
         }
-        let merchants = self.merchants()?.into_iter().collect();
-        let mut auditors = HashMap::new();
+        p.merchants = self.merchants()?.into_iter().collect();
         for item in self.derived.scan_prefix([P_AUDITOR]) {
             let (k, v) = item?;
-            let mut id = [0u8; 32];
-            id.copy_from_slice(&k[1..33]);
-            let rec = codec::decode_record(&v).map_err(|source| StoreError::Decode {
-                what: "auditor".into(),
-                source,
-            })?;
-            auditors.insert(AccountId(id), rec);
+            p.auditors
+                .insert(account_at(&k, 1), decode_rec(&v, "auditor")?);
         }
-        Ok(State::from_parts(
-            info, balances, merchants, auditors, totals,
-        ))
+        for item in self.derived.scan_prefix([P_ITEM]) {
+            let (k, v) = item?;
+            p.items
+                .insert(read_u64(&k[1..], "item key")?, decode_rec(&v, "item")?);
+        }
+        for item in self.derived.scan_prefix([P_ORDER]) {
+            let (k, v) = item?;
+            p.orders
+                .insert(read_u64(&k[1..], "order key")?, decode_rec(&v, "order")?);
+        }
+        for item in self.derived.scan_prefix([P_HELD]) {
+            let (k, v) = item?;
+            p.held.insert(
+                (account_at(&k, 1), read_u64(&k[33..], "held key")?),
+                read_u64(&v, "held")?,
+            );
+        }
+        for item in self.derived.scan_prefix([P_BOOK]) {
+            let (k, v) = item?;
+            let header: BookHeader = decode_rec(&v, "book")?;
+            let book = p.books.entry(account_at(&k, 1)).or_default();
+            book.settled_to = header.settled_to;
+            book.settlements = header.settlements;
+        }
+        for item in self.derived.scan_prefix([P_BOOK_EVENT]) {
+            let (k, v) = item?;
+            let event: BookEvent = decode_rec(&v, "book event")?;
+            p.books
+                .entry(account_at(&k, 1))
+                .or_default()
+                .events
+                .push((read_u64(&k[33..], "book event key")?, event));
+        }
+        for item in self.derived.scan_prefix([P_SETTLEMENT]) {
+            let (k, v) = item?;
+            p.settlements.insert(
+                read_u64(&k[1..], "settlement key")?,
+                decode_rec(&v, "settlement")?,
+            );
+        }
+        Ok(State::from_parts(p))
+    }
+
+    /// Replays entries `0..=seq` into a fresh state (the log is trusted: it is this store's
+    /// own, checked when appended). Used for reports as of a past seq.
+    pub fn replay_to(&self, seq: u64) -> Result<State, StoreError> {
+        let mut state = State::new();
+        let mut op_ids = HashMap::new();
+        for s in 0..=seq {
+            let entry = self.entry(s)?.ok_or(StoreError::Corrupt {
+                seq: s,
+                detail: "entry is missing".into(),
+            })?;
+            let ctx = Ctx {
+                seq: s,
+                timestamp_ms: entry.timestamp_ms,
+            };
+            let v = VerifiedOp::from_trusted_log(entry.signed_op);
+            rules::apply(&mut state, &mut op_ids, ctx, &v).map_err(|r| StoreError::Corrupt {
+                seq: s,
+                detail: format!("entry's op is invalid: {}", r.code()),
+            })?;
+        }
+        Ok(state)
+    }
+
+    /// A mall item.
+    pub fn item(&self, item_id: u64) -> Result<Option<ItemRecord>, StoreError> {
+        self.derived
+            .get(key_id(P_ITEM, item_id))?
+            .map(|v| decode_rec(&v, "item"))
+            .transpose()
+    }
+
+    /// Items with id > `after`, in id order, at most `limit` (all merchants, or one).
+    pub fn items(
+        &self,
+        merchant: Option<&AccountId>,
+        after: Option<u64>,
+        limit: usize,
+        mut keep: impl FnMut(&ItemRecord) -> bool,
+    ) -> Result<(Vec<ItemRecord>, bool), StoreError> {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let mut out = Vec::new();
+        let mut more = false;
+        let ids: Box<dyn Iterator<Item = Result<u64, StoreError>>> = match merchant {
+            Some(m) => Box::new(
+                self.derived
+                    .range(
+                        key_account_id(P_MERCHANT_ITEMS, m, start)
+                            ..=key_account_id(P_MERCHANT_ITEMS, m, u64::MAX),
+                    )
+                    .map(|r| {
+                        r.map_err(StoreError::from)
+                            .and_then(|(k, _)| read_u64(&k[33..], "item index"))
+                    }),
+            ),
+            None => Box::new(
+                self.derived
+                    .range(key_id(P_ITEM, start)..=key_id(P_ITEM, u64::MAX))
+                    .map(|r| {
+                        r.map_err(StoreError::from)
+                            .and_then(|(k, _)| read_u64(&k[1..], "item key"))
+                    }),
+            ),
+        };
+        for id in ids {
+            if after == Some(u64::MAX) {
+                break;
+            }
+            let Some(item) = self.item(id?)? else {
+                continue;
+            };
+            if keep(&item) {
+                if out.len() == limit {
+                    more = true;
+                    break;
+                }
+                out.push(item);
+            }
+        }
+        Ok((out, more))
+    }
+
+    /// An order.
+    pub fn order(&self, order_id: u64) -> Result<Option<OrderRecord>, StoreError> {
+        self.derived
+            .get(key_id(P_ORDER, order_id))?
+            .map(|v| decode_rec(&v, "order"))
+            .transpose()
+    }
+
+    /// Orders of a member (`by_merchant = false`) or a merchant, id > `after`, filtered.
+    pub fn orders_of(
+        &self,
+        account: &AccountId,
+        by_merchant: bool,
+        after: Option<u64>,
+        limit: usize,
+        mut keep: impl FnMut(&OrderRecord) -> bool,
+    ) -> Result<(Vec<OrderRecord>, bool), StoreError> {
+        let prefix = if by_merchant {
+            P_MERCHANT_ORDERS
+        } else {
+            P_MEMBER_ORDERS
+        };
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let mut out = Vec::new();
+        let mut more = false;
+        if after == Some(u64::MAX) {
+            return Ok((out, more));
+        }
+        for r in self.derived.range(
+            key_account_id(prefix, account, start)..=key_account_id(prefix, account, u64::MAX),
+        ) {
+            let (k, _) = r?;
+            let Some(order) = self.order(read_u64(&k[33..], "order index")?)? else {
+                continue;
+            };
+            if keep(&order) {
+                if out.len() == limit {
+                    more = true;
+                    break;
+                }
+                out.push(order);
+            }
+        }
+        Ok((out, more))
+    }
+
+    /// A settlement.
+    pub fn settlement(&self, id: u64) -> Result<Option<SettlementRecord>, StoreError> {
+        self.derived
+            .get(key_id(P_SETTLEMENT, id))?
+            .map(|v| decode_rec(&v, "settlement"))
+            .transpose()
+    }
+
+    /// A merchant's settlements, id > `after`.
+    pub fn settlements_of(
+        &self,
+        merchant: &AccountId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<SettlementRecord>, StoreError> {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let mut out = Vec::new();
+        if after == Some(u64::MAX) {
+            return Ok(out);
+        }
+        for r in self
+            .derived
+            .range(
+                key_account_id(P_MERCHANT_SETTLEMENTS, merchant, start)
+                    ..=key_account_id(P_MERCHANT_SETTLEMENTS, merchant, u64::MAX),
+            )
+            .take(limit)
+        {
+            let (k, _) = r?;
+            if let Some(s) = self.settlement(read_u64(&k[33..], "settlement index")?)? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A merchant's settlement book as stored (header and open-period events).
+    pub fn book(&self, merchant: &AccountId) -> Result<MerchantBook, StoreError> {
+        let mut book = MerchantBook::default();
+        if let Some(v) = self.derived.get(key_account(P_BOOK, merchant))? {
+            let h: BookHeader = decode_rec(&v, "book")?;
+            book.settled_to = h.settled_to;
+            book.settlements = h.settlements;
+        }
+        for r in self
+            .derived
+            .scan_prefix(key_account(P_BOOK_EVENT, merchant))
+        {
+            let (k, v) = r?;
+            book.events.push((
+                read_u64(&k[33..], "book event key")?,
+                decode_rec(&v, "book event")?,
+            ));
+        }
+        Ok(book)
     }
 }
 
@@ -586,6 +843,8 @@ pub struct Writer {
 /// Stages the derived writes of one applied entry.
 fn stage_effects(
     batch: &mut sled::Batch,
+    derived: &sled::Tree,
+    group_first: u64,
     state: &State,
     entry: &Entry,
     digest: &[u8; 32],
@@ -621,6 +880,74 @@ fn stage_effects(
     if effects.genesis {
         if let Some(info) = state.info() {
             batch.insert(K_INFO, codec::encode_record(info));
+        }
+    }
+    if let Some(id) = effects.item {
+        if let Some(item) = state.item(id) {
+            batch.insert(&key_id(P_ITEM, id)[..], codec::encode_record(item));
+            batch.insert(
+                &key_account_id(P_MERCHANT_ITEMS, &item.merchant, id)[..],
+                &[][..],
+            );
+        }
+    }
+    if let Some(id) = effects.order {
+        if let Some(order) = state.order(id) {
+            batch.insert(&key_id(P_ORDER, id)[..], codec::encode_record(order));
+            batch.insert(
+                &key_account_id(P_MEMBER_ORDERS, &order.member, id)[..],
+                &[][..],
+            );
+            batch.insert(
+                &key_account_id(P_MERCHANT_ORDERS, &order.merchant, id)[..],
+                &[][..],
+            );
+        }
+    }
+    if let Some((member, item)) = effects.held {
+        batch.insert(
+            &key_account_id(P_HELD, &member, item)[..],
+            &be(state.held(&member, item))[..],
+        );
+    }
+    if let Some(merchants) = effects.books {
+        for m in merchants.as_slice() {
+            let Some(book) = state.book(m) else { continue };
+            let header = BookHeader {
+                settled_to: book.settled_to,
+                settlements: book.settlements,
+            };
+            batch.insert(&key_account(P_BOOK, m)[..], codec::encode_record(&header));
+            if let Some((s, event)) = book.events.last() {
+                if *s == seq {
+                    batch.insert(
+                        &key_account_id(P_BOOK_EVENT, m, seq)[..],
+                        codec::encode_record(event),
+                    );
+                }
+            }
+        }
+    }
+    if let Some((merchant, to_seq, id)) = effects.settled {
+        // Drop the settled events: those already stored, and those staged earlier in this
+        // same group (seq >= group_first), which are not in the tree yet.
+        for r in derived.range(
+            key_account_id(P_BOOK_EVENT, &merchant, 0)
+                ..=key_account_id(P_BOOK_EVENT, &merchant, to_seq),
+        ) {
+            if let Ok((k, _)) = r {
+                batch.remove(k);
+            }
+        }
+        for s in group_first..=to_seq {
+            batch.remove(&key_account_id(P_BOOK_EVENT, &merchant, s)[..]);
+        }
+        if let Some(rec) = state.settlement(id) {
+            batch.insert(&key_id(P_SETTLEMENT, id)[..], codec::encode_record(rec));
+            batch.insert(
+                &key_account_id(P_MERCHANT_SETTLEMENTS, &merchant, id)[..],
+                &[][..],
+            );
         }
     }
 }
@@ -726,6 +1053,7 @@ impl Writer {
                 failed: Default::default(),
             };
             let mut nodes = Vec::new();
+            let chunk_first = self.head.next_seq;
             let end = total.min(self.head.next_seq + REPLAY_CHUNK_ENTRIES as u64);
             for seq in self.head.next_seq..end {
                 let bytes = self.store.entry_bytes(seq)?.ok_or(StoreError::Corrupt {
@@ -749,7 +1077,15 @@ impl Writer {
                 };
                 match rules::apply(&mut self.state, &mut ops, ctx, &verified) {
                     Ok(Outcome::Applied(effects)) => {
-                        stage_effects(&mut batch, &self.state, &entry, verified.digest(), &effects);
+                        stage_effects(
+                            &mut batch,
+                            &self.store.derived,
+                            chunk_first,
+                            &self.state,
+                            &entry,
+                            verified.digest(),
+                            &effects,
+                        );
                     }
                     Ok(Outcome::Duplicate { .. }) => {
                         return Err(StoreError::Corrupt {
@@ -842,7 +1178,15 @@ impl Writer {
                     let entry = self.head.next_entry(v.into_inner(), now);
                     debug_assert_eq!(entry.timestamp_ms, ctx.timestamp_ms);
                     let (bytes, hash) = chain::seal(&entry);
-                    stage_effects(&mut derived_batch, &self.state, &entry, &digest, &effects);
+                    stage_effects(
+                        &mut derived_batch,
+                        &self.store.derived,
+                        first_new,
+                        &self.state,
+                        &entry,
+                        &digest,
+                        &effects,
+                    );
                     nodes.clear();
                     nodes.extend(self.frontier.append(merkle::leaf_hash(&bytes)));
                     stage_nodes(&mut derived_batch, &nodes);

@@ -15,6 +15,7 @@ use crate::chain;
 use crate::checkpoint::{Checkpoint, NoteError, NoteVerifier};
 use crate::client::{Client, ClientError};
 use crate::codec;
+use crate::mall::OrderRecord;
 use crate::merkle::{self, MerkleError};
 use crate::op::{AccountId, Entry, Hash32, Op};
 use crate::rules::{self, VerifiedOp};
@@ -136,6 +137,7 @@ pub fn check_proven_entry(
     item: &ProvenEntry,
     account: &AccountId,
     cp: &Checkpoint,
+    order: Option<&OrderRecord>,
 ) -> Result<Entry, VerifyError> {
     let seq = item.entry.seq;
     let bad = |what: String| VerifyError::Entry { seq, what };
@@ -156,7 +158,10 @@ pub fn check_proven_entry(
     }
     VerifiedOp::verify(entry.signed_op.clone())
         .map_err(|_| bad("signature does not verify".into()))?;
-    if balance_effect(&entry, account).is_none() {
+    if balance_effect(&entry, account, order)
+        .map_err(bad)?
+        .is_none()
+    {
         return Err(bad(format!("entry does not concern {account}")));
     }
     let proof: Vec<merkle::Hash> = item.proof.iter().map(|h| h.0).collect();
@@ -193,13 +198,29 @@ pub fn check_consistency(
     })
 }
 
-/// How an entry changes `account`'s balance: `Some(delta)` if the account is a party to it
-/// (delta may be 0), `None` if the entry does not concern the account at all.
-pub fn balance_effect(entry: &Entry, account: &AccountId) -> Option<i128> {
+/// How an entry changes `account`'s balance: `Ok(Some(delta))` if the account is a party to
+/// it (delta may be 0), `Ok(None)` if it does not concern the account.
+///
+/// Mall entries need the order they create or close (`order`, as served by
+/// `GET /v1/mall/orders/{id}`): the op itself carries only the maximum unit price. The order
+/// is checked against the signed op (member, quantity, price within the signed maximum) so
+/// the server can only attest what the member's own signature allows; the exact charge is
+/// established by auditors who replay the rules.
+pub fn balance_effect(
+    entry: &Entry,
+    account: &AccountId,
+    order: Option<&OrderRecord>,
+) -> Result<Option<i128>, String> {
     let env = &entry.signed_op.envelope;
     let signer = env.signer;
     let me = |a: &AccountId| a == account;
-    match &env.op {
+    let need_order = |id: u64| -> Result<&OrderRecord, String> {
+        match order {
+            Some(o) if o.order_id == id => Ok(o),
+            _ => Err(format!("order {id} is needed to verify this entry")),
+        }
+    };
+    Ok(match &env.op {
         Op::Genesis(g) => (me(&signer) || me(&g.checkpoint_key)).then_some(0),
         Op::RegisterMerchant(r) => (me(&signer) || me(&r.merchant)).then_some(0),
         Op::UpdateMerchant(u) => (me(&signer) || me(&u.merchant)).then_some(0),
@@ -232,7 +253,64 @@ pub fn balance_effect(entry: &Entry, account: &AccountId) -> Option<i128> {
                 me(&signer).then_some(0)
             }
         }
+        Op::ListItem(_) | Op::UpdateItem(_) => me(&signer).then_some(0),
+        Op::Redeem(r) => {
+            let o = need_order(entry.seq)?;
+            let bound = u128::from(r.quantity) * u128::from(r.max_unit_price.0);
+            if o.member != signer
+                || o.item_id != r.item_id
+                || o.quantity != r.quantity
+                || o.unit_price > r.max_unit_price
+                || u128::from(o.total.0) > bound
+            {
+                return Err("the served order does not match the signed redemption".into());
+            }
+            if me(&signer) {
+                Some(-(o.total.0 as i128))
+            } else {
+                me(&o.merchant).then_some(o.total.0 as i128)
+            }
+        }
+        Op::FulfillOrder(f) => {
+            let o = need_order(f.order_id)?;
+            (me(&o.member) || me(&o.merchant)).then_some(0)
+        }
+        Op::CancelOrder(c) => {
+            let o = need_order(c.order_id)?;
+            if me(&o.member) {
+                Some(o.total.0 as i128)
+            } else {
+                me(&o.merchant).then_some(-(o.total.0 as i128))
+            }
+        }
+        Op::Settle(st) => {
+            if me(&st.merchant) {
+                Some(-(st.totals.points_to_burn as i128))
+            } else {
+                me(&signer).then_some(0)
+            }
+        }
+    })
+}
+
+/// The order an entry creates or closes, if it is a mall entry that needs one.
+pub fn order_needed(entry: &Entry) -> Option<u64> {
+    match &entry.signed_op.envelope.op {
+        Op::Redeem(_) => Some(entry.seq),
+        Op::FulfillOrder(f) => Some(f.order_id),
+        Op::CancelOrder(c) => Some(c.order_id),
+        _ => None,
     }
+}
+
+fn order_needed_for(item: &ProvenEntry) -> Result<Option<u64>, VerifyError> {
+    let e = Entry {
+        seq: item.entry.seq,
+        prev_hash: item.entry.prev_hash,
+        timestamp_ms: item.entry.timestamp_ms,
+        signed_op: item.entry.op.clone(),
+    };
+    Ok(order_needed(&e))
 }
 
 /// What [`verify_wallet`] established.
@@ -330,8 +408,21 @@ pub async fn verify_wallet(
                     what: "history is not in increasing seq order".into(),
                 });
             }
-            let entry = check_proven_entry(item, account, &cp)?;
-            balance += balance_effect(&entry, account).unwrap_or(0);
+            let order = match order_needed_for(item)? {
+                Some(id) => Some(
+                    client
+                        .get_json::<OrderRecord>(&format!("/v1/mall/orders/{id}"))
+                        .await?,
+                ),
+                None => None,
+            };
+            let entry = check_proven_entry(item, account, &cp, order.as_ref())?;
+            balance += balance_effect(&entry, account, order.as_ref())
+                .map_err(|what| VerifyError::Entry {
+                    seq: entry.seq,
+                    what,
+                })?
+                .unwrap_or(0);
             entries += 1;
             after = Some(item.entry.seq);
         }

@@ -3,6 +3,7 @@
 
 pub mod dto;
 pub mod error;
+pub mod mall;
 mod verifiable;
 
 use std::sync::Arc;
@@ -431,6 +432,18 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/proofs/inclusion", get(verifiable::inclusion))
         .route("/v1/proofs/consistency", get(verifiable::consistency))
         .route("/v1/export", get(verifiable::export_stream))
+        .route("/v1/mall/items", get(mall::items))
+        .route("/v1/mall/items/{id}", get(mall::item))
+        .route("/v1/mall/orders/{id}", get(mall::order))
+        .route("/v1/wallets/{account}/orders", get(mall::member_orders))
+        .route("/v1/merchants/{account}/orders", get(mall::merchant_orders))
+        .route("/v1/merchants/{account}/statement", get(mall::statement))
+        .route(
+            "/v1/merchants/{account}/settlements",
+            get(mall::merchant_settlements),
+        )
+        .route("/v1/settlements/{id}", get(mall::settlement_by_id))
+        .route("/v1/reports/liability", get(mall::liability))
         .route("/v1/entries", get(entries))
         .route("/v1/entries/{seq}", get(entry))
         .fallback(fallback)

@@ -56,6 +56,15 @@ enum Command {
         #[arg(long, short)]
         out: PathBuf,
     },
+    /// The redemption mall: list, show, add, update, redeem, orders, fulfill, cancel.
+    Mall(MallArgs),
+    /// Merchant settlement: draft a statement, countersign it, submit it, list settlements.
+    Settle(SettleArgs),
+    /// Reports.
+    Report {
+        #[command(subcommand)]
+        report: ReportCommand,
+    },
     /// Rebuild all derived state by replaying the log (the service must be stopped).
     Reindex {
         /// The data folder.
@@ -97,6 +106,203 @@ struct ServeArgs {
     /// Per-request timeout in ms.
     #[arg(long, env = "POINTS_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     request_timeout_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Points outstanding with members (the liability), in merchants' floats, burned, and
+    /// each merchant's open position.
+    Liability {
+        /// Server URL.
+        #[arg(long, env = "POINTS_SERVER", default_value = "http://127.0.0.1:8700")]
+        server: String,
+        /// As of this seq (default: the latest).
+        #[arg(long)]
+        seq: Option<u64>,
+    },
+}
+
+#[derive(Args)]
+struct MallArgs {
+    /// Key file to sign with (merchant or member); not needed for `list` and `show`.
+    #[arg(long, env = "POINTS_KEY")]
+    key: Option<PathBuf>,
+    /// Server URL.
+    #[arg(long, env = "POINTS_SERVER", default_value = "http://127.0.0.1:8700")]
+    server: String,
+    #[command(subcommand)]
+    command: MallCommand,
+}
+
+#[derive(Subcommand)]
+enum MallCommand {
+    /// Browse the catalog.
+    List {
+        /// Only this merchant's items.
+        #[arg(long)]
+        merchant: Option<AccountId>,
+        /// Only active items.
+        #[arg(long)]
+        active: bool,
+        /// Lowest price.
+        #[arg(long)]
+        min_price: Option<u64>,
+        /// Highest price.
+        #[arg(long)]
+        max_price: Option<u64>,
+        /// Start after this item id.
+        #[arg(long)]
+        after: Option<u64>,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one item.
+    Show {
+        /// Item id.
+        item: u64,
+    },
+    /// Merchant: list a new item.
+    Add {
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Price per unit in points.
+        #[arg(long)]
+        price: u64,
+        /// Units in stock.
+        #[arg(long)]
+        stock: u64,
+        /// Most units per order (0 = no limit).
+        #[arg(long, default_value_t = 0)]
+        limit_per_order: u64,
+        /// Most units per member (0 = no limit).
+        #[arg(long, default_value_t = 0)]
+        limit_per_member: u64,
+        /// Available from (unix ms).
+        #[arg(long, default_value_t = 0)]
+        from_ms: u64,
+        /// Available until (unix ms, exclusive).
+        #[arg(long)]
+        until_ms: Option<u64>,
+        /// List it inactive.
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// Merchant: change an item.
+    Update {
+        /// Item id.
+        item: u64,
+        /// New title.
+        #[arg(long)]
+        title: Option<String>,
+        /// New description.
+        #[arg(long)]
+        description: Option<String>,
+        /// New price.
+        #[arg(long)]
+        price: Option<u64>,
+        /// Units to add (or withdraw, negative).
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        stock_delta: i64,
+        /// New per-order limit.
+        #[arg(long)]
+        limit_per_order: Option<u64>,
+        /// New per-member limit.
+        #[arg(long)]
+        limit_per_member: Option<u64>,
+        /// Activate or deactivate.
+        #[arg(long)]
+        active: Option<bool>,
+    },
+    /// Member: redeem an item.
+    Redeem {
+        /// Item id.
+        item: u64,
+        /// Units.
+        #[arg(long, default_value_t = 1)]
+        quantity: u64,
+        /// Most you agree to pay per unit (default: the price shown now).
+        #[arg(long)]
+        max_price: Option<u64>,
+    },
+    /// Your orders (as a member, or with --merchant as the merchant).
+    Orders {
+        /// Show the orders placed with you, as a merchant.
+        #[arg(long)]
+        merchant: bool,
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Merchant: mark an order delivered.
+    Fulfill {
+        /// Order id.
+        order: u64,
+        /// Fulfilment reference.
+        #[arg(long, default_value = "")]
+        reference: String,
+    },
+    /// Cancel an open order (merchant, or the member who placed it): refunds and restocks.
+    Cancel {
+        /// Order id.
+        order: u64,
+        /// Reason.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Args)]
+struct SettleArgs {
+    /// Key file (issuer for draft/submit, merchant for countersign).
+    #[arg(long, env = "POINTS_KEY")]
+    key: Option<PathBuf>,
+    /// Server URL.
+    #[arg(long, env = "POINTS_SERVER", default_value = "http://127.0.0.1:8700")]
+    server: String,
+    #[command(subcommand)]
+    command: SettleCommand,
+}
+
+#[derive(Subcommand)]
+enum SettleCommand {
+    /// Draft a merchant's statement (computed from the chain) and write it to a file.
+    Draft {
+        /// The merchant.
+        #[arg(long)]
+        merchant: AccountId,
+        /// Period end (default: the latest entry).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Merchant: check a drafted statement against the server's and countersign it.
+    Countersign {
+        /// The drafted statement.
+        #[arg(long)]
+        statement: PathBuf,
+        /// Output file (statement + countersignature).
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Issuer: submit a countersigned statement as a Settle op.
+    Submit {
+        /// The countersigned statement.
+        #[arg(long)]
+        countersigned: PathBuf,
+    },
+    /// List a merchant's settlements.
+    List {
+        /// The merchant.
+        #[arg(long)]
+        merchant: AccountId,
+    },
 }
 
 #[derive(Args)]
@@ -780,6 +986,211 @@ async fn export(server_url: Option<String>, data: Option<PathBuf>, out: PathBuf)
     Ok(())
 }
 
+async fn signer(key: &Option<PathBuf>, client: &Client) -> Result<Wallet> {
+    let path = key
+        .as_ref()
+        .ok_or_else(|| anyhow!("this command signs an op: pass --key FILE"))?;
+    Ok(Wallet::connect(Keypair::read_file(path)?, client.clone()).await?)
+}
+
+async fn mall(args: MallArgs) -> Result<()> {
+    use points_ledger::api::dto::Page;
+    use points_ledger::mall::{ItemRecord, OrderRecord};
+    let client = Client::new(&args.server);
+    let op = match args.command {
+        MallCommand::List {
+            merchant,
+            active,
+            min_price,
+            max_price,
+            after,
+            limit,
+        } => {
+            let mut q = format!("/v1/mall/items?limit={limit}");
+            if let Some(m) = merchant {
+                q.push_str(&format!("&merchant={m}"));
+            }
+            if active {
+                q.push_str("&active=true");
+            }
+            if let Some(p) = min_price {
+                q.push_str(&format!("&min_price={p}"));
+            }
+            if let Some(p) = max_price {
+                q.push_str(&format!("&max_price={p}"));
+            }
+            if let Some(a) = after {
+                q.push_str(&format!("&after={a}"));
+            }
+            let page: Page<ItemRecord> = client.get_json(&q).await?;
+            return print_json(&page);
+        }
+        MallCommand::Show { item } => {
+            let item: ItemRecord = client.get_json(&format!("/v1/mall/items/{item}")).await?;
+            return print_json(&item);
+        }
+        MallCommand::Orders { merchant, status } => {
+            let w = signer(&args.key, &client).await?;
+            let who = if merchant { "merchants" } else { "wallets" };
+            let mut q = format!("/v1/{who}/{}/orders?limit=1000", w.account());
+            if let Some(s) = status {
+                q.push_str(&format!("&status={s}"));
+            }
+            let page: Page<OrderRecord> = client.get_json(&q).await?;
+            return print_json(&page);
+        }
+        MallCommand::Add {
+            title,
+            description,
+            price,
+            stock,
+            limit_per_order,
+            limit_per_member,
+            from_ms,
+            until_ms,
+            inactive,
+        } => Op::ListItem(ListItem {
+            title,
+            description,
+            price: Points(price),
+            stock,
+            limit_per_order,
+            limit_per_member,
+            available_from_ms: from_ms,
+            available_until_ms: until_ms,
+            active: !inactive,
+        }),
+        MallCommand::Update {
+            item,
+            title,
+            description,
+            price,
+            stock_delta,
+            limit_per_order,
+            limit_per_member,
+            active,
+        } => Op::UpdateItem(UpdateItem {
+            item_id: item,
+            title,
+            description,
+            price: price.map(Points),
+            stock_delta,
+            limit_per_order,
+            limit_per_member,
+            available_from_ms: None,
+            available_until_ms: None,
+            active,
+        }),
+        MallCommand::Redeem {
+            item,
+            quantity,
+            max_price,
+        } => {
+            let max = match max_price {
+                Some(p) => p,
+                None => {
+                    let shown: ItemRecord =
+                        client.get_json(&format!("/v1/mall/items/{item}")).await?;
+                    shown.price.0
+                }
+            };
+            Op::Redeem(Redeem {
+                item_id: item,
+                quantity,
+                max_unit_price: Points(max),
+            })
+        }
+        MallCommand::Fulfill { order, reference } => Op::FulfillOrder(FulfillOrder {
+            order_id: order,
+            reference: Bytes(reference.into_bytes()),
+        }),
+        MallCommand::Cancel { order, reason } => Op::CancelOrder(CancelOrder {
+            order_id: order,
+            reason: Bytes(reason.into_bytes()),
+        }),
+    };
+    let w = signer(&args.key, &client).await?;
+    print_json(&w.send(op).await?)
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct Countersigned {
+    statement: points_ledger::settlement::Statement,
+    merchant_signature: Signature,
+}
+
+async fn settle(args: SettleArgs) -> Result<()> {
+    use points_ledger::api::dto::Page;
+    use points_ledger::settlement::{self, SettlementRecord, Statement};
+    let client = Client::new(&args.server);
+    match args.command {
+        SettleCommand::Draft { merchant, to, out } => {
+            let mut q = format!("/v1/merchants/{merchant}/statement");
+            if let Some(t) = to {
+                q.push_str(&format!("?to={t}"));
+            }
+            let st: Statement = client.get_json(&q).await?;
+            std::fs::write(&out, serde_json::to_vec_pretty(&st)?)?;
+            print_json(&st)?;
+            eprintln!(
+                "Wrote the draft to {}; the merchant countersigns it next.",
+                out.display()
+            );
+            Ok(())
+        }
+        SettleCommand::Countersign { statement, out } => {
+            let w = signer(&args.key, &client).await?;
+            let st: Statement = serde_json::from_slice(&std::fs::read(&statement)?)
+                .with_context(|| format!("{}", statement.display()))?;
+            if st.merchant != w.account() {
+                bail!(
+                    "this statement is for {}, not for your key {}",
+                    st.merchant,
+                    w.account()
+                );
+            }
+            let ours: Statement = client
+                .get_json(&format!(
+                    "/v1/merchants/{}/statement?to={}",
+                    st.merchant, st.to_seq
+                ))
+                .await?;
+            if ours != st {
+                bail!("the statement differs from the one recomputed from the chain now; refusing to countersign");
+            }
+            let merchant_signature = settlement::countersign(&w.chain_id, &w.key, &st);
+            std::fs::write(
+                &out,
+                serde_json::to_vec_pretty(&Countersigned {
+                    statement: st,
+                    merchant_signature,
+                })?,
+            )?;
+            println!("Countersigned; the issuer submits {} next.", out.display());
+            Ok(())
+        }
+        SettleCommand::Submit { countersigned } => {
+            let w = signer(&args.key, &client).await?;
+            let c: Countersigned = serde_json::from_slice(&std::fs::read(&countersigned)?)
+                .with_context(|| format!("{}", countersigned.display()))?;
+            let op = Op::Settle(Settle {
+                merchant: c.statement.merchant,
+                from_seq: c.statement.from_seq,
+                to_seq: c.statement.to_seq,
+                totals: c.statement.totals,
+                merchant_signature: c.merchant_signature,
+            });
+            print_json(&w.send(op).await?)
+        }
+        SettleCommand::List { merchant } => {
+            let page: Page<SettlementRecord> = client
+                .get_json(&format!("/v1/merchants/{merchant}/settlements?limit=1000"))
+                .await?;
+            print_json(&page)
+        }
+    }
+}
+
 fn reindex(data: &Path) -> Result<()> {
     let store = std::sync::Arc::new(Store::open(
         &data.join(server::LEDGER_DIR),
@@ -809,6 +1220,19 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Wallet(args) => wallet(args).await,
         Command::Audit(args) => audit(args).await,
         Command::Export { server, data, out } => export(server, data, out).await,
+        Command::Mall(args) => mall(args).await,
+        Command::Settle(args) => settle(args).await,
+        Command::Report { report } => match report {
+            ReportCommand::Liability { server, seq } => {
+                let mut q = "/v1/reports/liability".to_string();
+                if let Some(s) = seq {
+                    q.push_str(&format!("?seq={s}"));
+                }
+                let r: points_ledger::api::mall::LiabilityReport =
+                    Client::new(&server).get_json(&q).await?;
+                print_json(&r)
+            }
+        },
         Command::Reindex { data } => tokio::task::spawn_blocking(move || reindex(&data)).await?,
     }
 }

@@ -142,7 +142,10 @@ impl TestServer {
         if rounds > 0 {
             self.restart_waits += 1;
         }
-        assert!(running.created.is_none(), "a reopened ledger is not created again");
+        assert!(
+            running.created.is_none(),
+            "a reopened ledger is not created again"
+        );
         assert_eq!(running.chain_id, self.chain_id);
         self.client = client_no_retry(&running.url());
         self.running = Some(running);
@@ -539,7 +542,9 @@ pub fn free_port() -> u16 {
 /// A blocking `GET` on a loopback address: (status, body). `None` if nothing answers.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
@@ -551,7 +556,9 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split(' ').nth(1)?.parse().ok()?;
     assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
         "http_get does not decode chunked bodies"
     );
     Some((status, body.to_string()))
@@ -640,7 +647,10 @@ impl ServeChild {
             std::thread::sleep(WAIT_STEP);
         }
         let _ = self.child_mut().kill();
-        panic!("points serve did not answer /healthz: {:#?}", self.collect_exit());
+        panic!(
+            "points serve did not answer /healthz: {:#?}",
+            self.collect_exit()
+        );
     }
 
     fn child_mut(&mut self) -> &mut Child {

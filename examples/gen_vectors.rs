@@ -1,0 +1,1696 @@
+//! Generates the test vectors of `ledger-spec/vectors/`.
+//!
+//! ```text
+//! cargo run --example gen_vectors -- ledger-spec/vectors
+//! ```
+//!
+//! Everything is deterministic: keys come from fixed seeds (`[n; 32]`), timestamps and op ids
+//! are constants, and Ed25519 signing (RFC 8032) is deterministic, so running this twice gives
+//! byte-identical files. The committed files are the reference; `tests/spec_vectors.rs` checks
+//! the library against them and never regenerates them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use points_ledger::api::error::Problem;
+use points_ledger::chain::{self, Head};
+use points_ledger::client::sign_op;
+use points_ledger::codec::{self, CodecError};
+use points_ledger::crypto::{self, Keypair};
+use points_ledger::merkle::{self, Frontier};
+use points_ledger::op::*;
+use points_ledger::rules::{self, Ctx, Effects, OpIdRecord, Outcome, Rejection, State, VerifiedOp};
+
+/// The chain id of every vector (except the wrong-chain ones).
+const CHAIN_ID: &str = "points-ledger.example/spec/v1";
+/// 2025-01-01T00:00:00Z in unix milliseconds.
+const T0: u64 = 1_735_689_600_000;
+/// Default `not_after_ms` of the chain's ops: 30 days after `T0`.
+const NOT_AFTER: u64 = T0 + 30 * 86_400_000;
+/// Timestamps of the chain's entries (two equal ones: timestamps may repeat).
+const TIMESTAMPS: [u64; 11] = [
+    T0,
+    T0 + 60_000,
+    T0 + 120_000,
+    T0 + 180_000,
+    T0 + 3_600_000,
+    T0 + 3_600_000,
+    T0 + 7_200_000,
+    T0 + 7_260_000,
+    T0 + 86_400_000,
+    T0 + 90_000_000,
+    T0 + 93_600_000,
+];
+/// The identity point: a 32-byte string that is a valid encoding of a point of small order,
+/// so never an acceptable key.
+const IDENTITY_KEY: [u8; 32] = {
+    let mut k = [0u8; 32];
+    k[0] = 1;
+    k
+};
+
+struct Keys {
+    issuer: Keypair,
+    checkpoint: Keypair,
+    merchant: Keypair,
+    member4: Keypair,
+    member5: Keypair,
+    auditor: Keypair,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        Keys {
+            issuer: Keypair::from_seed([1; 32]),
+            checkpoint: Keypair::from_seed([2; 32]),
+            merchant: Keypair::from_seed([3; 32]),
+            member4: Keypair::from_seed([4; 32]),
+            member5: Keypair::from_seed([5; 32]),
+            auditor: Keypair::from_seed([6; 32]),
+        }
+    }
+
+    fn all(&self) -> [(&'static str, u8, &Keypair); 6] {
+        [
+            ("issuer", 1, &self.issuer),
+            ("checkpoint", 2, &self.checkpoint),
+            ("merchant", 3, &self.merchant),
+            ("member_a", 4, &self.member4),
+            ("member_b", 5, &self.member5),
+            ("auditor", 6, &self.auditor),
+        ]
+    }
+}
+
+fn id(k: &Keypair) -> AccountId {
+    AccountId(k.public_key())
+}
+
+fn sign(k: &Keypair, op_id: u128, not_after_ms: u64, op: Op) -> SignedOp {
+    sign_op(k, CHAIN_ID, OpId(op_id), not_after_ms, op)
+}
+
+fn rate(minor_units: u64, per_points: u64) -> Rate {
+    Rate {
+        minor_units,
+        per_points,
+    }
+}
+
+fn bytes(s: &str) -> Bytes {
+    Bytes(s.as_bytes().to_vec())
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// The JSON form of a codec error used by the vectors (`ledger-spec/vectors/README.md`).
+fn codec_error_json(e: &CodecError) -> Value {
+    match e {
+        CodecError::UnexpectedEnd { .. } => json!({ "error": "unexpected_end" }),
+        CodecError::TrailingBytes { trailing } => {
+            json!({ "error": "trailing_bytes", "trailing": trailing })
+        }
+        CodecError::UnknownTag { found, .. } => json!({ "error": "unknown_tag", "found": found }),
+        CodecError::TooLong { .. } => json!({ "error": "too_long" }),
+        CodecError::InvalidUtf8 => json!({ "error": "invalid_utf8" }),
+        CodecError::InvalidBool(b) => json!({ "error": "invalid_bool", "found": b }),
+        CodecError::BatchTooLarge { count, .. } => {
+            json!({ "error": "batch_too_large", "count": count })
+        }
+        CodecError::Malformed(_) => json!({ "error": "malformed" }),
+    }
+}
+
+fn rejection_json(r: &Rejection) -> Value {
+    let mut v = json!({
+        "code": r.code(),
+        "http_status": Problem::status_for(r).as_u16(),
+    });
+    if let Rejection::InvalidField(field) = r {
+        v["field"] = json!(field);
+    }
+    v
+}
+
+/// State, op-id index, head and Merkle frontier of a chain being built.
+#[derive(Clone)]
+struct Ledger {
+    state: State,
+    ids: HashMap<(AccountId, OpId), OpIdRecord>,
+    head: Head,
+    frontier: Frontier,
+}
+
+struct Applied {
+    entry: Entry,
+    bytes: Vec<u8>,
+    hash: Hash32,
+    effects: Effects,
+}
+
+impl Ledger {
+    fn new() -> Ledger {
+        Ledger {
+            state: State::new(),
+            ids: HashMap::new(),
+            head: Head::EMPTY,
+            frontier: Frontier::new(),
+        }
+    }
+
+    fn ctx(&self, timestamp_ms: u64) -> Ctx {
+        Ctx {
+            seq: self.head.next_seq,
+            timestamp_ms: timestamp_ms.max(self.head.timestamp_ms),
+        }
+    }
+
+    /// Applies an op that must be accepted and appends its entry.
+    fn append(&mut self, op: SignedOp, timestamp_ms: u64) -> Applied {
+        let verified = VerifiedOp::verify(op).expect("chain ops are correctly signed");
+        let ctx = self.ctx(timestamp_ms);
+        let effects = match rules::apply(&mut self.state, &mut self.ids, ctx, &verified) {
+            Ok(Outcome::Applied(effects)) => effects,
+            other => panic!("chain op at seq {} not applied: {other:?}", ctx.seq),
+        };
+        self.state
+            .check_invariants()
+            .expect("invariants hold after every entry");
+        let entry = self.head.next_entry(verified.into_inner(), timestamp_ms);
+        assert_eq!(entry.timestamp_ms, ctx.timestamp_ms);
+        self.head
+            .check_link(&entry)
+            .expect("entry links to the head");
+        let (bytes, hash) = chain::seal(&entry);
+        self.frontier.append(merkle::leaf_hash(&bytes));
+        self.head.advance(&entry, hash);
+        Applied {
+            entry,
+            bytes,
+            hash,
+            effects,
+        }
+    }
+
+    fn balances_json(&self) -> Value {
+        let sorted: BTreeMap<String, u64> = self
+            .state
+            .balances()
+            .iter()
+            .map(|(k, v)| (k.to_hex(), *v))
+            .collect();
+        json!(sorted)
+    }
+
+    fn totals_json(&self) -> Value {
+        let t = self.state.totals();
+        json!({
+            "supply": t.supply,
+            "minted": t.minted,
+            "burned": t.burned,
+            "entries": t.entries,
+        })
+    }
+}
+
+/// One op of the reference chain, with a short description.
+struct ChainOp {
+    what: &'static str,
+    op: SignedOp,
+}
+
+fn chain_ops(k: &Keys) -> Vec<ChainOp> {
+    let merchant = id(&k.merchant);
+    let member4 = id(&k.member4);
+    let member5 = id(&k.member5);
+    vec![
+        ChainOp {
+            what: "genesis: the issuer creates the ledger (CNY, 2 minor-unit digits) and names the checkpoint key",
+            op: sign(
+                &k.issuer,
+                1,
+                NOT_AFTER,
+                Op::Genesis(Genesis {
+                    currency: "CNY".into(),
+                    minor_unit_digits: 2,
+                    checkpoint_key: id(&k.checkpoint),
+                }),
+            ),
+        },
+        ChainOp {
+            what: "the issuer registers the merchant",
+            op: sign(
+                &k.issuer,
+                2,
+                NOT_AFTER,
+                Op::RegisterMerchant(RegisterMerchant {
+                    merchant,
+                    name: "Jade Tea House".into(),
+                    issue_rate: rate(1, 1),
+                    redeem_rate: rate(9, 10),
+                }),
+            ),
+        },
+        ChainOp {
+            what: "the issuer registers the auditor",
+            op: sign(
+                &k.issuer,
+                3,
+                NOT_AFTER,
+                Op::RegisterAuditor(RegisterAuditor {
+                    auditor: id(&k.auditor),
+                    name: "Ledger Audit Ltd".into(),
+                }),
+            ),
+        },
+        ChainOp {
+            what: "the issuer mints 1000000 points into the merchant's float",
+            op: sign(
+                &k.issuer,
+                4,
+                NOT_AFTER,
+                Op::Mint(Mint {
+                    to: merchant,
+                    amount: Points(1_000_000),
+                    memo: bytes("INV-2025-0001"),
+                }),
+            ),
+        },
+        ChainOp {
+            what: "the merchant awards 1500 points to member A for a purchase",
+            op: sign(
+                &k.merchant,
+                0x6b2f_0c1e_93a4_4d57_8e21_0f3c_5a9d_e001,
+                NOT_AFTER,
+                Op::Earn(Earn {
+                    member: member4,
+                    amount: Points(1_500),
+                    reason: EarnReason::Purchase,
+                    reference: bytes("receipt-000417"),
+                }),
+            ),
+        },
+        ChainOp {
+            what: "the merchant awards 250 points to member B for a task (same timestamp as the previous entry)",
+            op: sign(
+                &k.merchant,
+                0x6b2f_0c1e_93a4_4d57_8e21_0f3c_5a9d_e002,
+                NOT_AFTER,
+                Op::Earn(Earn {
+                    member: member5,
+                    amount: Points(250),
+                    reason: EarnReason::Task,
+                    reference: bytes("task:survey-12"),
+                }),
+            ),
+        },
+        ChainOp {
+            what: "member A transfers 400 points to member B",
+            op: sign(
+                &k.member4,
+                42,
+                NOT_AFTER,
+                Op::Transfer(Transfer {
+                    to: member5,
+                    amount: Points(400),
+                    memo: bytes("gift"),
+                }),
+            ),
+        },
+        ChainOp {
+            what: "member B burns 150 of its own points; not_after_ms equals the entry's timestamp (the bound is inclusive)",
+            op: sign(
+                &k.member5,
+                7,
+                TIMESTAMPS[7],
+                Op::Burn(Burn {
+                    from: member5,
+                    amount: Points(150),
+                    reason: BurnReason::Voluntary,
+                }),
+            ),
+        },
+        ChainOp {
+            what: "the issuer burns 100 of member A's points as expired",
+            op: sign(
+                &k.issuer,
+                5,
+                NOT_AFTER,
+                Op::Burn(Burn {
+                    from: member4,
+                    amount: Points(100),
+                    reason: BurnReason::Expiry,
+                }),
+            ),
+        },
+        ChainOp {
+            what: "the issuer renames the merchant (non-ASCII UTF-8) and changes its redeem rate",
+            op: sign(
+                &k.issuer,
+                6,
+                NOT_AFTER,
+                Op::UpdateMerchant(UpdateMerchant {
+                    merchant,
+                    name: Some("Jade Tea House · 玉茶".into()),
+                    issue_rate: None,
+                    redeem_rate: Some(rate(8, 10)),
+                    status: None,
+                }),
+            ),
+        },
+        ChainOp {
+            what: "the issuer suspends the merchant",
+            op: sign(
+                &k.issuer,
+                7,
+                NOT_AFTER,
+                Op::UpdateMerchant(UpdateMerchant {
+                    merchant,
+                    name: None,
+                    issue_rate: None,
+                    redeem_rate: None,
+                    status: Some(MerchantStatus::Suspended),
+                }),
+            ),
+        },
+    ]
+}
+
+fn op_vector(name: &str, signer_role: &str, chain_seq: Option<u64>, op: &SignedOp) -> Value {
+    let envelope_bytes = codec::encode_envelope(&op.envelope);
+    let payload = codec::signing_payload(&op.envelope);
+    let signed = codec::encode_signed_op(op);
+    let mut v = json!({
+        "name": name,
+        "op_type": op.envelope.op.kind(),
+        "signer_role": signer_role,
+        "envelope": serde_json::to_value(&op.envelope).unwrap(),
+        "envelope_hex": hex::encode(&envelope_bytes),
+        "signing_payload_hex": hex::encode(&payload),
+        "payload_digest": sha256_hex(&payload),
+        "signature": op.signature.to_hex(),
+        "signed_op_hex": hex::encode(&signed),
+    });
+    if let Some(seq) = chain_seq {
+        v["chain_seq"] = json!(seq);
+    }
+    v
+}
+
+fn write_json(dir: &Path, name: &str, value: &Value) {
+    let mut text = serde_json::to_string_pretty(value).unwrap();
+    text.push('\n');
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    println!("wrote {}", path.display());
+}
+
+/// Offset of the `Op` enum tag inside canonical envelope (or signed op) bytes.
+fn op_tag_offset(op: &SignedOp) -> usize {
+    8 + op.envelope.chain_id.len() + 32 + 16 + 8
+}
+
+/// One rejection case: an op applied after the first `after` entries of the chain.
+struct Case {
+    name: String,
+    description: String,
+    after: usize,
+    timestamp_ms: u64,
+    op: SignedOp,
+}
+
+fn main() {
+    let out: PathBuf = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("ledger-spec/vectors"));
+    std::fs::create_dir_all(&out).expect("creating the output folder");
+
+    let k = Keys::new();
+    let role_of: HashMap<AccountId, &str> = k
+        .all()
+        .iter()
+        .map(|(role, _, kp)| (id(kp), *role))
+        .collect();
+
+    // keys.json
+    let keys: Vec<Value> = k
+        .all()
+        .iter()
+        .map(|(role, n, kp)| {
+            json!({
+                "role": role,
+                "seed_byte": n,
+                "seed": hex::encode(kp.seed()),
+                "public_key": hex::encode(kp.public_key()),
+            })
+        })
+        .collect();
+    write_json(
+        &out,
+        "keys.json",
+        &json!({
+            "description": "Deterministic ed25519 keys of the vectors: the 32-byte RFC 8032 secret seed is the byte `seed_byte` repeated 32 times.",
+            "keys": keys,
+        }),
+    );
+
+    // The reference chain.
+    let ops = chain_ops(&k);
+    let mut ledger = Ledger::new();
+    let mut prefixes: Vec<Ledger> = vec![ledger.clone()];
+    let mut entries_json = Vec::new();
+    for (i, c) in ops.iter().enumerate() {
+        let a = ledger.append(c.op.clone(), TIMESTAMPS[i]);
+        assert_eq!(a.entry.seq as usize, i);
+        let history: Vec<String> = a
+            .effects
+            .parties
+            .as_slice()
+            .iter()
+            .map(AccountId::to_hex)
+            .collect();
+        let signer_role = role_of[&c.op.envelope.signer];
+        entries_json.push(json!({
+            "seq": a.entry.seq,
+            "description": c.what,
+            "op_type": c.op.envelope.op.kind(),
+            "signer_role": signer_role,
+            "timestamp_ms": a.entry.timestamp_ms,
+            "prev_hash": a.entry.prev_hash.to_hex(),
+            "signed_op_hex": hex::encode(codec::encode_signed_op(&a.entry.signed_op)),
+            "entry_hex": hex::encode(&a.bytes),
+            "entry_hash": a.hash.to_hex(),
+            "leaf_hash": hex::encode(merkle::leaf_hash(&a.bytes)),
+            "merkle_root": hex::encode(ledger.frontier.root()),
+            "history": history,
+            "balances": ledger.balances_json(),
+            "totals": ledger.totals_json(),
+        }));
+        prefixes.push(ledger.clone());
+    }
+    let n = ops.len();
+    let after_ts = |after: usize| -> u64 {
+        if after < n {
+            TIMESTAMPS[after]
+        } else {
+            TIMESTAMPS[n - 1] + 60_000
+        }
+    };
+
+    // Idempotent retries: the very same signed op again.
+    let mut retries = Vec::new();
+    for (seq, why) in [
+        (6usize, "a plain retry of member A's transfer"),
+        (4, "the merchant's earn, retried after the merchant was suspended: idempotency is checked before the op's own checks"),
+        (7, "member B's burn, retried after its not_after_ms has passed: idempotency is checked before expiry"),
+    ] {
+        let op = &ops[seq].op;
+        let mut l = ledger.clone();
+        let verified = VerifiedOp::verify(op.clone()).unwrap();
+        let ts = after_ts(n);
+        let ctx = l.ctx(ts);
+        let outcome = rules::apply(&mut l.state, &mut l.ids, ctx, &verified).unwrap();
+        assert_eq!(outcome, Outcome::Duplicate { seq: seq as u64 });
+        assert!(l.state == ledger.state);
+        retries.push(json!({
+            "description": why,
+            "after_entries": n,
+            "timestamp_ms": ts,
+            "signed_op_hex": hex::encode(codec::encode_signed_op(op)),
+            "expect": { "duplicate_of_seq": seq },
+        }));
+    }
+
+    write_json(
+        &out,
+        "chain.json",
+        &json!({
+            "description": "A short valid chain. Replay each entry in order through the rules starting from an empty state; after entry i the balances, totals and Merkle root (tree of entries 0..=i) must be as listed.",
+            "chain_id": CHAIN_ID,
+            "entries": entries_json,
+            "final": {
+                "size": n,
+                "head_hash": ledger.head.hash.to_hex(),
+                "head_timestamp_ms": ledger.head.timestamp_ms,
+                "merkle_root": hex::encode(ledger.frontier.root()),
+                "balances": ledger.balances_json(),
+                "totals": ledger.totals_json(),
+            },
+            "retries": retries,
+        }),
+    );
+
+    // ops.json: one vector per op type, in tag order, taken from the chain, plus extras.
+    let mut op_vectors = Vec::new();
+    for (name, seq) in [
+        ("genesis", 0usize),
+        ("register_merchant", 1),
+        ("update_merchant", 9),
+        ("register_auditor", 2),
+        ("mint", 3),
+        ("earn", 4),
+        ("transfer", 6),
+        ("burn", 7),
+    ] {
+        let op = &ops[seq].op;
+        op_vectors.push(op_vector(
+            name,
+            role_of[&op.envelope.signer],
+            Some(seq as u64),
+            op,
+        ));
+    }
+    let all_fields = sign(
+        &k.issuer,
+        0xffff_ffff_ffff_ffff_ffff_ffff_ffff_fffe,
+        u64::MAX,
+        Op::UpdateMerchant(UpdateMerchant {
+            merchant: id(&k.merchant),
+            name: Some("Jade".into()),
+            issue_rate: Some(rate(3, 2)),
+            redeem_rate: Some(rate(u64::MAX, 1)),
+            status: Some(MerchantStatus::Active),
+        }),
+    );
+    op_vectors.push(op_vector(
+        "update_merchant_all_fields",
+        "issuer",
+        None,
+        &all_fields,
+    ));
+    let empty_memo = sign(
+        &k.member5,
+        u128::MAX,
+        0,
+        Op::Transfer(Transfer {
+            to: id(&k.member4),
+            amount: Points(u64::MAX),
+            memo: Bytes(Vec::new()),
+        }),
+    );
+    op_vectors.push(op_vector(
+        "transfer_extremes",
+        "member_b",
+        None,
+        &empty_memo,
+    ));
+    let batch_ops = vec![ops[4].op.clone(), ops[5].op.clone()];
+    write_json(
+        &out,
+        "ops.json",
+        &json!({
+            "description": "One signed op per op type (tag order), then extra encodings. signing_payload = OP_SIGNING_DOMAIN || envelope bytes; signed_op = envelope bytes || signature; payload_digest = SHA-256(signing payload), the idempotency digest.",
+            "chain_id": CHAIN_ID,
+            "op_signing_domain_hex": hex::encode(OP_SIGNING_DOMAIN),
+            "entry_hash_domain_hex": hex::encode(chain::ENTRY_HASH_DOMAIN),
+            "vectors": op_vectors,
+            "batch": {
+                "description": "A batch of the ops of chain entries 4 and 5: u64 LE count, then each signed op.",
+                "signed_ops_hex": batch_ops.iter().map(|o| hex::encode(codec::encode_signed_op(o))).collect::<Vec<_>>(),
+                "batch_hex": hex::encode(codec::encode_batch(&batch_ops)),
+            },
+        }),
+    );
+
+    // invalid.json: rejections.
+    let merchant = id(&k.merchant);
+    let member4 = id(&k.member4);
+    let member5 = id(&k.member5);
+    let auditor = id(&k.auditor);
+    let issuer = id(&k.issuer);
+    let mut cases: Vec<Case> = Vec::new();
+    let next_id = std::cell::Cell::new(1000u128);
+    let mk = |name: &str,
+              description: &str,
+              after: usize,
+              signer: &Keypair,
+              not_after: Option<u64>,
+              op: Op|
+     -> Case {
+        next_id.set(next_id.get() + 1);
+        Case {
+            name: name.into(),
+            description: description.into(),
+            after,
+            timestamp_ms: after_ts(after),
+            op: sign(signer, next_id.get(), not_after.unwrap_or(NOT_AFTER), op),
+        }
+    };
+    let transfer = |to: AccountId, amount: u64, memo: Bytes| {
+        Op::Transfer(Transfer {
+            to,
+            amount: Points(amount),
+            memo,
+        })
+    };
+    let mint = |to: AccountId, amount: u64, memo: Bytes| {
+        Op::Mint(Mint {
+            to,
+            amount: Points(amount),
+            memo,
+        })
+    };
+    let earn = |member: AccountId, amount: u64, reference: Bytes| {
+        Op::Earn(Earn {
+            member,
+            amount: Points(amount),
+            reason: EarnReason::Purchase,
+            reference,
+        })
+    };
+    let burn = |from: AccountId, amount: u64, reason: BurnReason| {
+        Op::Burn(Burn {
+            from,
+            amount: Points(amount),
+            reason,
+        })
+    };
+    let reg_merchant = |merchant: AccountId, name: &str, issue: Rate, redeem: Rate| {
+        Op::RegisterMerchant(RegisterMerchant {
+            merchant,
+            name: name.into(),
+            issue_rate: issue,
+            redeem_rate: redeem,
+        })
+    };
+    let reg_auditor = |auditor: AccountId, name: &str| {
+        Op::RegisterAuditor(RegisterAuditor {
+            auditor,
+            name: name.into(),
+        })
+    };
+    let genesis = |currency: &str, digits: u8, key: AccountId| {
+        Op::Genesis(Genesis {
+            currency: currency.into(),
+            minor_unit_digits: digits,
+            checkpoint_key: key,
+        })
+    };
+    let update = |merchant: AccountId, name: Option<&str>, redeem: Option<Rate>| {
+        Op::UpdateMerchant(UpdateMerchant {
+            merchant,
+            name: name.map(Into::into),
+            issue_rate: None,
+            redeem_rate: redeem,
+            status: None,
+        })
+    };
+    let ok_rate = rate(1, 1);
+    let long_bytes = Bytes(vec![b'x'; REFERENCE_LEN_MAX + 1]);
+    let name65 = "n".repeat(NAME_LEN_MAX + 1);
+    let cp = id(&k.checkpoint);
+
+    cases.push(mk(
+        "not_initialized",
+        "a mint before any genesis",
+        0,
+        &k.issuer,
+        None,
+        mint(merchant, 1, Bytes::default()),
+    ));
+    cases.push(mk(
+        "already_initialized",
+        "a second genesis",
+        n,
+        &k.issuer,
+        None,
+        genesis("CNY", 2, cp),
+    ));
+    cases.push(mk(
+        "wrong_chain",
+        "a burn signed for another chain id",
+        n,
+        &k.member4,
+        None,
+        Op::Burn(Burn {
+            from: member4,
+            amount: Points(1),
+            reason: BurnReason::Voluntary,
+        }),
+    ));
+    // Re-sign the wrong-chain case for another chain.
+    {
+        let last = cases.last_mut().unwrap();
+        last.op = sign_op(
+            &k.member4,
+            "points-ledger.example/other",
+            last.op.envelope.op_id,
+            NOT_AFTER,
+            last.op.envelope.op.clone(),
+        );
+    }
+    cases.push(mk(
+        "duplicate_op_id",
+        "member A reuses the op id of its transfer (entry 6) for a different op",
+        n,
+        &k.member4,
+        None,
+        transfer(member5, 1, Bytes::default()),
+    ));
+    cases.last_mut().unwrap().op = sign(
+        &k.member4,
+        42,
+        NOT_AFTER,
+        transfer(member5, 1, Bytes::default()),
+    );
+    cases.push(mk(
+        "expired",
+        "not_after_ms is one millisecond before the entry timestamp",
+        n,
+        &k.member4,
+        Some(after_ts(n) - 1),
+        transfer(member5, 1, Bytes::default()),
+    ));
+    cases.push(mk(
+        "not_authorized_mint",
+        "a member tries to mint",
+        n,
+        &k.member4,
+        None,
+        mint(member4, 1, Bytes::default()),
+    ));
+    cases.push(mk(
+        "not_authorized_earn",
+        "a member (not a merchant) signs an earn",
+        n,
+        &k.member4,
+        None,
+        earn(member5, 1, Bytes::default()),
+    ));
+    cases.push(mk(
+        "not_authorized_burn_other",
+        "member A burns member B's points",
+        n,
+        &k.member4,
+        None,
+        burn(member5, 1, BurnReason::Voluntary),
+    ));
+    cases.push(mk(
+        "not_authorized_burn_reason",
+        "member B burns its own points with reason expiry (issuer only)",
+        n,
+        &k.member5,
+        None,
+        burn(member5, 1, BurnReason::Expiry),
+    ));
+    cases.push(mk(
+        "not_authorized_register",
+        "the auditor tries to register a merchant",
+        n,
+        &k.auditor,
+        None,
+        reg_merchant(member4, "Shop", ok_rate, ok_rate),
+    ));
+    cases.push(mk(
+        "unknown_merchant",
+        "the issuer updates a key that is not a merchant",
+        n,
+        &k.issuer,
+        None,
+        update(member4, Some("Shop"), None),
+    ));
+    cases.push(mk(
+        "merchant_suspended_earn",
+        "the suspended merchant awards points",
+        n,
+        &k.merchant,
+        None,
+        earn(member4, 1, Bytes::default()),
+    ));
+    cases.push(mk(
+        "merchant_suspended_transfer",
+        "the suspended merchant transfers points",
+        n,
+        &k.merchant,
+        None,
+        transfer(member4, 1, Bytes::default()),
+    ));
+    cases.push(mk(
+        "merchant_suspended_burn",
+        "the suspended merchant burns its own points",
+        n,
+        &k.merchant,
+        None,
+        burn(merchant, 1, BurnReason::Voluntary),
+    ));
+    cases.push(mk(
+        "merchant_exists",
+        "the merchant is registered a second time",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(merchant, "Again", ok_rate, ok_rate),
+    ));
+    cases.push(mk(
+        "auditor_exists",
+        "the auditor is registered a second time",
+        n,
+        &k.issuer,
+        None,
+        reg_auditor(auditor, "Again"),
+    ));
+    cases.push(mk(
+        "role_conflict_merchant_is_auditor",
+        "the auditor's key registered as a merchant",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(auditor, "Shop", ok_rate, ok_rate),
+    ));
+    cases.push(mk(
+        "role_conflict_merchant_is_issuer",
+        "the issuer's key registered as a merchant",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(issuer, "Shop", ok_rate, ok_rate),
+    ));
+    cases.push(mk(
+        "role_conflict_auditor_is_merchant",
+        "the merchant's key registered as an auditor",
+        n,
+        &k.issuer,
+        None,
+        reg_auditor(merchant, "Audit"),
+    ));
+    cases.push(mk(
+        "role_conflict_auditor_is_issuer",
+        "the issuer's key registered as an auditor",
+        n,
+        &k.issuer,
+        None,
+        reg_auditor(issuer, "Audit"),
+    ));
+    cases.push(mk(
+        "invalid_account_mint",
+        "a mint to the identity point (small order)",
+        n,
+        &k.issuer,
+        None,
+        mint(AccountId(IDENTITY_KEY), 1, Bytes::default()),
+    ));
+    cases.push(mk(
+        "invalid_account_transfer",
+        "a transfer to the all-zero string (a point of order 4)",
+        n,
+        &k.member4,
+        None,
+        transfer(AccountId([0; 32]), 1, Bytes::default()),
+    ));
+    cases.push(mk(
+        "invalid_account_register",
+        "a merchant whose key is not canonical (y >= p)",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(AccountId([0xff; 32]), "Shop", ok_rate, ok_rate),
+    ));
+    cases.push(mk(
+        "invalid_account_earn",
+        "an earn to the identity point, before the merchant is suspended",
+        10,
+        &k.merchant,
+        None,
+        earn(AccountId(IDENTITY_KEY), 1, Bytes::default()),
+    ));
+    cases.push(mk(
+        "invalid_field_chain_id_case",
+        "a genesis whose chain id has an uppercase letter",
+        0,
+        &k.issuer,
+        None,
+        genesis("CNY", 2, cp),
+    ));
+    cases.push(mk(
+        "invalid_field_currency_case",
+        "a genesis with a lowercase currency code",
+        0,
+        &k.issuer,
+        None,
+        genesis("cny", 2, cp),
+    ));
+    cases.push(mk(
+        "invalid_field_currency_length",
+        "a genesis with a 4-letter currency code",
+        0,
+        &k.issuer,
+        None,
+        genesis("CNYX", 2, cp),
+    ));
+    cases.push(mk(
+        "invalid_field_minor_unit_digits",
+        "a genesis with 5 minor-unit digits",
+        0,
+        &k.issuer,
+        None,
+        genesis("CNY", 5, cp),
+    ));
+    cases.push(mk(
+        "invalid_field_checkpoint_key",
+        "a genesis whose checkpoint key is the identity point",
+        0,
+        &k.issuer,
+        None,
+        genesis("CNY", 2, AccountId(IDENTITY_KEY)),
+    ));
+    cases.push(mk(
+        "invalid_field_name_empty",
+        "a merchant with an empty name",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(member4, "", ok_rate, ok_rate),
+    ));
+    cases.push(mk(
+        "invalid_field_name_long",
+        "a merchant with a 65-byte name",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(member4, &name65, ok_rate, ok_rate),
+    ));
+    cases.push(mk(
+        "invalid_field_name_newline",
+        "a merchant name with a line feed",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(member4, "Tea\nHouse", ok_rate, ok_rate),
+    ));
+    cases.push(mk(
+        "invalid_field_name_c1_control",
+        "a merchant name with U+0085 (a C1 control character)",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(member4, "Tea\u{85}House", ok_rate, ok_rate),
+    ));
+    cases.push(mk(
+        "invalid_field_issue_rate",
+        "a merchant with issue_rate.per_points = 0",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(member4, "Shop", rate(1, 0), ok_rate),
+    ));
+    cases.push(mk(
+        "invalid_field_redeem_rate",
+        "a merchant with redeem_rate.per_points = 0",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(member4, "Shop", ok_rate, rate(0, 0)),
+    ));
+    cases.push(mk(
+        "invalid_field_update_name",
+        "an update to an empty name",
+        n,
+        &k.issuer,
+        None,
+        update(merchant, Some(""), None),
+    ));
+    cases.push(mk(
+        "invalid_field_update_rate",
+        "an update to a redeem rate with per_points = 0",
+        n,
+        &k.issuer,
+        None,
+        update(merchant, None, Some(rate(5, 0))),
+    ));
+    cases.push(mk(
+        "invalid_field_auditor_name",
+        "an auditor with a 65-byte name",
+        n,
+        &k.issuer,
+        None,
+        reg_auditor(member4, &name65),
+    ));
+    cases.push(mk(
+        "invalid_field_mint_memo",
+        "a mint with a 65-byte memo",
+        n,
+        &k.issuer,
+        None,
+        mint(member4, 1, long_bytes.clone()),
+    ));
+    cases.push(mk(
+        "invalid_field_transfer_memo",
+        "a transfer with a 65-byte memo",
+        n,
+        &k.member4,
+        None,
+        transfer(member5, 1, long_bytes.clone()),
+    ));
+    cases.push(mk(
+        "invalid_field_earn_reference",
+        "an earn with a 65-byte reference, before the merchant is suspended",
+        10,
+        &k.merchant,
+        None,
+        earn(member4, 1, long_bytes.clone()),
+    ));
+    cases.push(mk(
+        "zero_amount_transfer",
+        "a transfer of 0 points",
+        n,
+        &k.member4,
+        None,
+        transfer(member5, 0, Bytes::default()),
+    ));
+    cases.push(mk(
+        "zero_amount_mint",
+        "a mint of 0 points",
+        n,
+        &k.issuer,
+        None,
+        mint(member5, 0, Bytes::default()),
+    ));
+    cases.push(mk(
+        "zero_amount_burn",
+        "a burn of 0 points",
+        n,
+        &k.member5,
+        None,
+        burn(member5, 0, BurnReason::Voluntary),
+    ));
+    cases.push(mk(
+        "zero_amount_earn",
+        "an earn of 0 points, before the merchant is suspended",
+        10,
+        &k.merchant,
+        None,
+        earn(member4, 0, Bytes::default()),
+    ));
+    cases.push(mk(
+        "self_transfer",
+        "member A transfers to itself",
+        n,
+        &k.member4,
+        None,
+        transfer(member4, 1, Bytes::default()),
+    ));
+    cases.push(mk(
+        "self_transfer_earn",
+        "the merchant awards points to itself, before it is suspended",
+        10,
+        &k.merchant,
+        None,
+        earn(merchant, 1, Bytes::default()),
+    ));
+    cases.push(mk(
+        "unknown_account_issuer_burn",
+        "the issuer burns from the auditor, which never held points",
+        n,
+        &k.issuer,
+        None,
+        burn(auditor, 1, BurnReason::Correction),
+    ));
+    cases.push(mk(
+        "unknown_account_own_burn",
+        "the auditor burns its own (never held) points",
+        n,
+        &k.auditor,
+        None,
+        burn(auditor, 1, BurnReason::Voluntary),
+    ));
+    cases.push(mk(
+        "insufficient_funds_transfer",
+        "member A (balance 1000) transfers 1001",
+        n,
+        &k.member4,
+        None,
+        transfer(member5, 1001, Bytes::default()),
+    ));
+    cases.push(mk("insufficient_funds_no_account", "the auditor, which never held points, transfers 1: insufficient_funds, not unknown_account", n, &k.auditor, None, transfer(member5, 1, Bytes::default())));
+    cases.push(mk(
+        "insufficient_funds_burn",
+        "member B (balance 500) burns 501",
+        n,
+        &k.member5,
+        None,
+        burn(member5, 501, BurnReason::Voluntary),
+    ));
+    cases.push(mk(
+        "insufficient_funds_earn",
+        "the merchant awards more than its float, before it is suspended",
+        10,
+        &k.merchant,
+        None,
+        earn(member4, 998_251, Bytes::default()),
+    ));
+    cases.push(mk(
+        "overflow_mint",
+        "a mint that would take the supply past 2^64 - 1",
+        n,
+        &k.issuer,
+        None,
+        mint(member4, u64::MAX - 999_749, Bytes::default()),
+    ));
+    // Precedence: several faults at once; the first check in the normative order wins.
+    cases.push(mk(
+        "order_expired_before_authority",
+        "a member mints 0 points with an expired op: expiry is checked before authority",
+        n,
+        &k.member4,
+        Some(0),
+        mint(member4, 0, Bytes::default()),
+    ));
+    cases.push(mk(
+        "order_op_id_before_expiry",
+        "member A reuses op id 42 in an expired op: the op id is checked before expiry",
+        n,
+        &k.member4,
+        None,
+        transfer(member5, 1, Bytes::default()),
+    ));
+    cases.last_mut().unwrap().op = sign(&k.member4, 42, 0, transfer(member5, 1, Bytes::default()));
+    cases.push(mk(
+        "order_authority_before_fields",
+        "a member mints 0 points with a 65-byte memo: authority first",
+        n,
+        &k.member4,
+        None,
+        mint(member4, 0, long_bytes.clone()),
+    ));
+    cases.push(mk(
+        "order_fields_before_amount",
+        "a mint of 0 points with a 65-byte memo: memo before amount",
+        n,
+        &k.issuer,
+        None,
+        mint(member4, 0, long_bytes.clone()),
+    ));
+    cases.push(mk(
+        "order_name_before_rates",
+        "a merchant with an empty name and per_points = 0: name first",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(member4, "", rate(1, 0), rate(1, 0)),
+    ));
+    cases.push(mk(
+        "order_fields_before_account",
+        "a merchant with an invalid key and an empty name: fields before the key",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(AccountId(IDENTITY_KEY), "", ok_rate, ok_rate),
+    ));
+    cases.push(mk(
+        "order_fields_before_existence",
+        "the existing merchant registered again with per_points = 0: fields before existence",
+        n,
+        &k.issuer,
+        None,
+        reg_merchant(merchant, "Again", rate(1, 0), ok_rate),
+    ));
+    cases.push(mk(
+        "order_fields_before_unknown_merchant",
+        "an update of a non-merchant with an empty name: fields before the merchant lookup",
+        n,
+        &k.issuer,
+        None,
+        update(member4, Some(""), None),
+    ));
+    cases.push(mk(
+        "order_suspended_before_amount",
+        "the suspended merchant transfers 0 points to itself",
+        n,
+        &k.merchant,
+        None,
+        transfer(merchant, 0, Bytes::default()),
+    ));
+    cases.push(mk(
+        "order_self_before_funds",
+        "member B transfers more than its balance to itself",
+        n,
+        &k.member5,
+        None,
+        transfer(member5, 10_000, Bytes::default()),
+    ));
+    cases.push(mk(
+        "order_unknown_account_before_funds",
+        "the issuer burns a huge amount from a key that never held points",
+        n,
+        &k.issuer,
+        None,
+        burn(AccountId(IDENTITY_KEY), u64::MAX, BurnReason::Correction),
+    ));
+    cases.push(mk(
+        "order_zero_before_self",
+        "member A transfers 0 points to itself",
+        n,
+        &k.member4,
+        None,
+        transfer(member4, 0, Bytes::default()),
+    ));
+    // Genesis is not idempotent: resubmitting the genesis op itself is refused.
+    cases.push(mk(
+        "already_initialized_genesis_retry",
+        "the genesis op of entry 0 submitted again",
+        n,
+        &k.issuer,
+        None,
+        genesis("CNY", 2, cp),
+    ));
+    cases.last_mut().unwrap().op = ops[0].op.clone();
+    // Malformed chain ids only make sense in a genesis, the only op whose chain id is validated.
+    for c in cases.iter_mut() {
+        if c.name == "invalid_field_chain_id_case" {
+            c.op = sign_op(
+                &k.issuer,
+                "Points/Spec",
+                c.op.envelope.op_id,
+                NOT_AFTER,
+                c.op.envelope.op.clone(),
+            );
+        }
+    }
+    cases.push(mk(
+        "invalid_field_chain_id_empty",
+        "a genesis with an empty chain id",
+        0,
+        &k.issuer,
+        None,
+        genesis("CNY", 2, cp),
+    ));
+    {
+        let c = cases.last_mut().unwrap();
+        c.op = sign_op(
+            &k.issuer,
+            "",
+            c.op.envelope.op_id,
+            NOT_AFTER,
+            c.op.envelope.op.clone(),
+        );
+    }
+    cases.push(mk(
+        "invalid_field_chain_id_long",
+        "a genesis with a 65-byte chain id",
+        0,
+        &k.issuer,
+        None,
+        genesis("CNY", 2, cp),
+    ));
+    {
+        let c = cases.last_mut().unwrap();
+        let long = "a".repeat(CHAIN_ID_LEN_MAX + 1);
+        c.op = sign_op(
+            &k.issuer,
+            &long,
+            c.op.envelope.op_id,
+            NOT_AFTER,
+            c.op.envelope.op.clone(),
+        );
+    }
+
+    let mut rejections = Vec::new();
+    for c in &cases {
+        let mut l = prefixes[c.after].clone();
+        let before = l.state.clone();
+        let verified = VerifiedOp::verify(c.op.clone())
+            .unwrap_or_else(|e| panic!("case {}: signature refused: {e}", c.name));
+        let ctx = Ctx {
+            seq: l.head.next_seq,
+            timestamp_ms: c.timestamp_ms,
+        };
+        let rejection = match rules::apply(&mut l.state, &mut l.ids, ctx, &verified) {
+            Err(r) => r,
+            Ok(o) => panic!("case {} was not rejected: {o:?}", c.name),
+        };
+        assert!(
+            l.state == before,
+            "case {}: a rejection changed the state",
+            c.name
+        );
+        rejections.push(json!({
+            "name": c.name,
+            "description": c.description,
+            "after_entries": c.after,
+            "seq": ctx.seq,
+            "timestamp_ms": ctx.timestamp_ms,
+            "signed_op_hex": hex::encode(codec::encode_signed_op(&c.op)),
+            "expect": rejection_json(&rejection),
+        }));
+    }
+
+    // Signature failures: refused before the rules run.
+    let mut sig_cases: Vec<(String, String, SignedOp)> = Vec::new();
+    {
+        let mut tampered = ops[6].op.clone();
+        if let Op::Transfer(t) = &mut tampered.envelope.op {
+            t.amount = Points(4_000);
+        }
+        sig_cases.push((
+            "bad_signature_tampered".into(),
+            "entry 6's transfer with the amount changed after signing".into(),
+            tampered,
+        ));
+        let mut other_chain = ops[6].op.clone();
+        other_chain.envelope.chain_id = "points-ledger.example/other".into();
+        sig_cases.push((
+            "bad_signature_other_chain".into(),
+            "entry 6's transfer with its chain id changed: the signature is checked before the chain id".into(),
+            other_chain,
+        ));
+        let mut high_s = ops[6].op.clone();
+        high_s.signature.0[32..].copy_from_slice(&[0xff; 32]);
+        sig_cases.push((
+            "bad_signature_s_not_reduced".into(),
+            "entry 6's transfer with s = 2^256 - 1".into(),
+            high_s,
+        ));
+        let mut small_key = ops[6].op.clone();
+        small_key.envelope.signer = AccountId(IDENTITY_KEY);
+        sig_cases.push((
+            "bad_signature_small_order_signer".into(),
+            "entry 6's transfer claiming the identity point as its signer".into(),
+            small_key,
+        ));
+    }
+    for (name, description, op) in &sig_cases {
+        let payload = codec::signing_payload(&op.envelope);
+        let sig_err = crypto::verify(&op.envelope.signer.0, &payload, &op.signature.0)
+            .expect_err("the signature must be refused");
+        let r = VerifiedOp::verify(op.clone()).expect_err("the op must be refused");
+        assert_eq!(r, Rejection::BadSignature);
+        rejections.push(json!({
+            "name": name,
+            "description": description,
+            "after_entries": n,
+            "seq": n,
+            "timestamp_ms": after_ts(n),
+            "signed_op_hex": hex::encode(codec::encode_signed_op(op)),
+            "expect": rejection_json(&r),
+            "signature_error": sig_err.code(),
+        }));
+    }
+
+    // Every code must be covered.
+    for code in Rejection::ALL_CODES {
+        assert!(
+            rejections.iter().any(|r| r["expect"]["code"] == *code),
+            "no vector for rejection code {code}"
+        );
+    }
+
+    // Decoding cases.
+    let transfer_op = &ops[6].op;
+    let t_bytes = codec::encode_signed_op(transfer_op);
+    let t_tag = op_tag_offset(transfer_op);
+    let earn_bytes = codec::encode_signed_op(&ops[4].op);
+    let e_tag = op_tag_offset(&ops[4].op);
+    let burn_bytes = codec::encode_signed_op(&ops[7].op);
+    let b_tag = op_tag_offset(&ops[7].op);
+    let upd9 = codec::encode_signed_op(&ops[9].op);
+    let u9_tag = op_tag_offset(&ops[9].op);
+    let upd10 = codec::encode_signed_op(&ops[10].op);
+    let u10_tag = op_tag_offset(&ops[10].op);
+    let chain_entry = |seq: usize| -> Vec<u8> {
+        hex::decode(entries_json[seq]["entry_hex"].as_str().unwrap()).unwrap()
+    };
+
+    let mut decoding: Vec<(String, String, &'static str, Vec<u8>)> = Vec::new();
+    let mut add = |name: &str, description: &str, kind: &'static str, b: Vec<u8>| {
+        decoding.push((name.into(), description.into(), kind, b));
+    };
+    let with = |base: &[u8], at: usize, patch: &[u8]| -> Vec<u8> {
+        let mut v = base.to_vec();
+        v[at..at + patch.len()].copy_from_slice(patch);
+        v
+    };
+    add("empty", "no bytes at all", "signed_op", Vec::new());
+    add(
+        "truncated_last_byte",
+        "entry 6's signed op without its last signature byte",
+        "signed_op",
+        t_bytes[..t_bytes.len() - 1].to_vec(),
+    );
+    add(
+        "truncated_in_chain_id",
+        "cut inside the chain id",
+        "signed_op",
+        t_bytes[..12].to_vec(),
+    );
+    add(
+        "truncated_in_length",
+        "cut inside the chain id's length prefix",
+        "signed_op",
+        t_bytes[..5].to_vec(),
+    );
+    add(
+        "envelope_only",
+        "an envelope without its signature",
+        "signed_op",
+        codec::encode_envelope(&transfer_op.envelope),
+    );
+    let mut trailing = t_bytes.clone();
+    trailing.push(0);
+    add(
+        "trailing_byte",
+        "entry 6's signed op followed by one 00 byte",
+        "signed_op",
+        trailing,
+    );
+    let mut trailing3 = t_bytes.clone();
+    trailing3.extend_from_slice(&[1, 2, 3]);
+    add(
+        "trailing_bytes_3",
+        "entry 6's signed op followed by three bytes",
+        "signed_op",
+        trailing3,
+    );
+    add(
+        "unknown_op_tag",
+        "op tag 200",
+        "signed_op",
+        with(&t_bytes, t_tag, &200u32.to_le_bytes()),
+    );
+    add(
+        "unknown_op_tag_high_byte",
+        "op tag 0x01000006: the tag is a full u32, not a byte",
+        "signed_op",
+        with(&t_bytes, t_tag, &0x0100_0006u32.to_le_bytes()),
+    );
+    add(
+        "unknown_op_tag_max",
+        "op tag 0xffffffff",
+        "signed_op",
+        with(&t_bytes, t_tag, &u32::MAX.to_le_bytes()),
+    );
+    add(
+        "unknown_earn_reason",
+        "earn reason tag 5 (entry 4)",
+        "signed_op",
+        with(&earn_bytes, e_tag + 4 + 32 + 8, &5u32.to_le_bytes()),
+    );
+    add(
+        "unknown_burn_reason",
+        "burn reason tag 3 (entry 7)",
+        "signed_op",
+        with(&burn_bytes, b_tag + 4 + 32 + 8, &3u32.to_le_bytes()),
+    );
+    add(
+        "unknown_merchant_status",
+        "merchant status tag 2 (entry 10)",
+        "signed_op",
+        with(&upd10, u10_tag + 4 + 32 + 4, &2u32.to_le_bytes()),
+    );
+    add(
+        "bad_option_tag",
+        "option tag 2 for UpdateMerchant.name (entry 10)",
+        "signed_op",
+        with(&upd10, u10_tag + 4 + 32, &[2]),
+    );
+    add(
+        "bad_option_tag_ff",
+        "option tag 0xff for UpdateMerchant.status (entry 10)",
+        "signed_op",
+        with(&upd10, u10_tag + 4 + 32 + 3, &[0xff]),
+    );
+    add(
+        "length_over_limit",
+        "chain id length prefix 2^40",
+        "signed_op",
+        with(&t_bytes, 0, &(1u64 << 40).to_le_bytes()),
+    );
+    add(
+        "length_max",
+        "chain id length prefix 2^64 - 1",
+        "signed_op",
+        with(&t_bytes, 0, &u64::MAX.to_le_bytes()),
+    );
+    add(
+        "length_just_over_limit",
+        "chain id length prefix 65537",
+        "signed_op",
+        with(&t_bytes, 0, &65_537u64.to_le_bytes()),
+    );
+    add(
+        "length_past_end",
+        "memo length prefix 1000, beyond the end of the input but within the limit",
+        "signed_op",
+        with(&t_bytes, t_tag + 4 + 32 + 8, &1000u64.to_le_bytes()),
+    );
+    add(
+        "name_length_past_end",
+        "UpdateMerchant.name length prefix 4096 (entry 9)",
+        "signed_op",
+        with(&upd9, u9_tag + 4 + 32 + 1, &4096u64.to_le_bytes()),
+    );
+    add(
+        "invalid_utf8",
+        "byte 0xff inside the chain id",
+        "signed_op",
+        with(&t_bytes, 8, &[0xff]),
+    );
+    add(
+        "invalid_utf8_overlong",
+        "an overlong encoding of '/' (c0 af) inside the chain id",
+        "signed_op",
+        with(&t_bytes, 8, &[0xc0, 0xaf]),
+    );
+    add(
+        "invalid_utf8_surrogate",
+        "an encoded surrogate (ed a0 80) inside the chain id",
+        "signed_op",
+        with(&t_bytes, 8, &[0xed, 0xa0, 0x80]),
+    );
+    let mut big = t_bytes.clone();
+    big.resize(codec::DECODE_BYTES_MAX + 1, 0);
+    add(
+        "message_over_limit",
+        "65537 bytes: entry 6's signed op padded with zeros",
+        "signed_op",
+        big,
+    );
+    // The largest acceptable message: a transfer whose memo fills the message to exactly 64 KiB.
+    let mut fill = transfer_op.clone();
+    let fixed = t_bytes.len() - 4; // everything but the memo's 4 bytes ("gift")
+    if let Op::Transfer(t) = &mut fill.envelope.op {
+        t.memo = Bytes(vec![0x6d; codec::DECODE_BYTES_MAX - fixed]);
+    }
+    let fill_bytes = codec::encode_signed_op(&fill);
+    assert_eq!(fill_bytes.len(), codec::DECODE_BYTES_MAX);
+    add(
+        "message_at_limit",
+        "exactly 65536 bytes (a 65401-byte memo, invalid for the rules but well formed): decodes",
+        "signed_op",
+        fill_bytes,
+    );
+    add("entry_ok", "entry 6 of chain.json", "entry", chain_entry(6));
+    let mut e_trailing = chain_entry(6);
+    e_trailing.push(0);
+    add(
+        "entry_trailing_byte",
+        "entry 6 followed by one 00 byte",
+        "entry",
+        e_trailing,
+    );
+    let e6 = chain_entry(6);
+    add(
+        "entry_truncated",
+        "entry 6 without its last byte",
+        "entry",
+        e6[..e6.len() - 1].to_vec(),
+    );
+    add(
+        "entry_unknown_op_tag",
+        "entry 6 with op tag 200",
+        "entry",
+        with(&e6, 48 + t_tag, &200u32.to_le_bytes()),
+    );
+    let batch = codec::encode_batch(&batch_ops);
+    add("batch_ok", "the batch of ops.json", "batch", batch.clone());
+    add(
+        "batch_empty",
+        "a batch of zero ops",
+        "batch",
+        0u64.to_le_bytes().to_vec(),
+    );
+    let mut over = (codec::BATCH_OPS_MAX as u64 + 1).to_le_bytes().to_vec();
+    over.extend_from_slice(&t_bytes);
+    add(
+        "batch_too_large",
+        "a batch claiming 4097 ops",
+        "batch",
+        over,
+    );
+    add(
+        "batch_short",
+        "a batch claiming 3 ops that holds 2",
+        "batch",
+        with(&batch, 0, &3u64.to_le_bytes()),
+    );
+    let mut b_trailing = batch.clone();
+    b_trailing.push(0);
+    add(
+        "batch_trailing_byte",
+        "the batch followed by one 00 byte",
+        "batch",
+        b_trailing,
+    );
+    add(
+        "batch_bad_op",
+        "a batch whose second op has op tag 200",
+        "batch",
+        {
+            let second = 8 + t_bytes_len(&ops[4].op);
+            with(
+                &batch,
+                second + op_tag_offset(&ops[5].op),
+                &200u32.to_le_bytes(),
+            )
+        },
+    );
+
+    let mut decoding_json = Vec::new();
+    for (name, description, kind, b) in &decoding {
+        let result: Result<(), CodecError> = match *kind {
+            "signed_op" => codec::decode_signed_op(b).map(|_| ()),
+            "entry" => codec::decode_entry(b).map(|_| ()),
+            "batch" => codec::decode_batch(b).map(|_| ()),
+            _ => unreachable!(),
+        };
+        let expect = match &result {
+            Ok(()) => json!({ "ok": true }),
+            Err(e) => codec_error_json(e),
+        };
+        decoding_json.push(json!({
+            "name": name,
+            "description": description,
+            "decode_as": kind,
+            "hex": hex::encode(b),
+            "expect": expect,
+        }));
+    }
+
+    write_json(
+        &out,
+        "invalid.json",
+        &json!({
+            "description": "Ops the rules refuse, each applied to the state after the first `after_entries` entries of chain.json at the given seq and timestamp, and byte strings the decoder refuses (or, for the boundary cases, accepts).",
+            "chain_id": CHAIN_ID,
+            "rejections": rejections,
+            "decoding": decoding_json,
+        }),
+    );
+    println!(
+        "{} op vectors, {} chain entries, {} retries, {} rejections, {} decoding cases",
+        op_vectors.len(),
+        n,
+        3,
+        rejections.len(),
+        decoding.len()
+    );
+}
+
+fn t_bytes_len(op: &SignedOp) -> usize {
+    codec::encode_signed_op(op).len()
+}
