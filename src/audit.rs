@@ -56,7 +56,7 @@ pub enum AuditFailure {
         size: u64,
     },
     /// A checkpoint's head differs from the recomputed head.
-    #[error("checkpoint of size {size}: head entry hash does not match the log")]
+    #[error("the entry's hash differs from the head signed in the checkpoint of size {size}")]
     CheckpointHead {
         /// Tree size.
         size: u64,
@@ -269,16 +269,18 @@ impl Auditor {
                 seq: None,
                 failure: AuditFailure::CheckpointSignature { size, error },
             })?;
+            // The head names the last entry exactly, so check it first: a mismatch pins the
+            // damage to entry size - 1.
+            if cp.head != self.head.hash.0 {
+                return Err(AuditError {
+                    seq: Some(size - 1),
+                    failure: AuditFailure::CheckpointHead { size },
+                });
+            }
             if cp.root != root {
                 return Err(AuditError {
                     seq: None,
                     failure: AuditFailure::CheckpointRoot { size },
-                });
-            }
-            if cp.head != self.head.hash.0 {
-                return Err(AuditError {
-                    seq: None,
-                    failure: AuditFailure::CheckpointHead { size },
                 });
             }
             self.checkpoints_verified += 1;

@@ -115,12 +115,33 @@ pub enum VerifyError {
     State(String),
 }
 
+/// Witness requirements of a member: checkpoints must carry at least `require` valid
+/// cosignatures from `witnesses` (C2SP tlog-cosignature).
+#[derive(Debug, Clone, Default)]
+pub struct WitnessPolicy {
+    /// Accepted witness keys.
+    pub witnesses: Vec<NoteVerifier>,
+    /// Cosignatures required.
+    pub require: usize,
+}
+
 /// Opens a served checkpoint with the pinned key and checks its JSON view matches the note.
 pub fn check_checkpoint(
     view: &CheckpointView,
     verifier: &NoteVerifier,
 ) -> Result<Checkpoint, VerifyError> {
-    let (cp, _) = Checkpoint::open(&view.note, verifier).map_err(VerifyError::Checkpoint)?;
+    check_checkpoint_with(view, verifier, &WitnessPolicy::default())
+}
+
+/// [`check_checkpoint`] that also enforces a witness policy.
+pub fn check_checkpoint_with(
+    view: &CheckpointView,
+    verifier: &NoteVerifier,
+    policy: &WitnessPolicy,
+) -> Result<Checkpoint, VerifyError> {
+    let (cp, _) =
+        Checkpoint::open_cosigned(&view.note, verifier, &policy.witnesses, policy.require)
+            .map_err(VerifyError::Checkpoint)?;
     if cp.size != view.size
         || cp.root != view.root.0
         || cp.head != view.head.0
@@ -176,11 +197,13 @@ pub fn check_proven_entry(
     Ok(entry)
 }
 
-/// Checks that the tree of `new` extends the tree seen before.
+/// Checks that the tree of `new` extends the tree seen before: a larger size needs a valid
+/// consistency proof; the same size needs the same root (a different one is a fork); a
+/// smaller size is a rollback.
 pub fn check_consistency(
     seen: &TrustState,
     new: &Checkpoint,
-    proof: &ConsistencyProofView,
+    proof: Option<&ConsistencyProofView>,
 ) -> Result<(), VerifyError> {
     if new.size < seen.size {
         return Err(VerifyError::Rollback {
@@ -188,7 +211,19 @@ pub fn check_consistency(
             served: new.size,
         });
     }
-    let p: Vec<merkle::Hash> = proof.proof.iter().map(|h| h.0).collect();
+    if new.size == seen.size {
+        if new.root != seen.root.0 {
+            return Err(VerifyError::Inconsistent {
+                from: seen.size,
+                to: new.size,
+                source: MerkleError::RootMismatch,
+            });
+        }
+        return Ok(());
+    }
+    let p: Vec<merkle::Hash> = proof
+        .map(|p| p.proof.iter().map(|h| h.0).collect())
+        .unwrap_or_default();
     merkle::verify_consistency(seen.size, new.size, &seen.root.0, &new.root, &p).map_err(|source| {
         VerifyError::Inconsistent {
             from: seen.size,
@@ -340,6 +375,17 @@ pub async fn verify_wallet(
     account: &AccountId,
     trust: Option<TrustState>,
 ) -> Result<(WalletVerification, TrustState), VerifyError> {
+    verify_wallet_with(client, account, trust, &WitnessPolicy::default()).await
+}
+
+/// [`verify_wallet`] with a witness policy: the checkpoint verified against is the latest
+/// stored one, which must carry the required cosignatures.
+pub async fn verify_wallet_with(
+    client: &Client,
+    account: &AccountId,
+    trust: Option<TrustState>,
+    policy: &WitnessPolicy,
+) -> Result<(WalletVerification, TrustState), VerifyError> {
     let info = client.info().await?;
     let pinned_now = trust.is_none();
     let vkey = match &trust {
@@ -355,34 +401,27 @@ pub async fn verify_wallet(
         None => info.checkpoint_verifier.clone(),
     };
     let verifier = NoteVerifier::parse(&vkey).map_err(VerifyError::Checkpoint)?;
-    let latest: CheckpointView = client.post_empty("/v1/checkpoint").await?;
-    let cp = check_checkpoint(&latest, &verifier)?;
+    let latest: CheckpointView = if policy.require > 0 {
+        client.get_json_accept("/v1/checkpoint").await?
+    } else {
+        client.post_empty("/v1/checkpoint").await?
+    };
+    let cp = check_checkpoint_with(&latest, &verifier, policy)?;
     let mut consistent_with = None;
     if let Some(seen) = &trust {
-        if seen.size == cp.size {
-            if seen.root.0 != cp.root {
-                return Err(VerifyError::Inconsistent {
-                    from: seen.size,
-                    to: cp.size,
-                    source: MerkleError::RootMismatch,
-                });
-            }
-        } else {
-            let proof: ConsistencyProofView = if seen.size > cp.size {
-                return Err(VerifyError::Rollback {
-                    seen: seen.size,
-                    served: cp.size,
-                });
-            } else {
+        let proof: Option<ConsistencyProofView> = if cp.size > seen.size {
+            Some(
                 client
                     .get_json(&format!(
                         "/v1/proofs/consistency?from={}&to={}",
                         seen.size, cp.size
                     ))
-                    .await?
-            };
-            check_consistency(seen, &cp, &proof)?;
-        }
+                    .await?,
+            )
+        } else {
+            None
+        };
+        check_consistency(seen, &cp, proof.as_ref())?;
         consistent_with = Some(seen.size);
     }
     let mut after: Option<u64> = None;
@@ -397,7 +436,7 @@ pub async fn verify_wallet(
             path.push_str(&format!("&after={a}"));
         }
         let page: ProvenHistory = client.get_json(&path).await?;
-        let page_cp = check_checkpoint(&page.checkpoint, &verifier)?;
+        let page_cp = check_checkpoint_with(&page.checkpoint, &verifier, policy)?;
         if page_cp != cp {
             return Err(VerifyError::CheckpointMismatch);
         }

@@ -465,6 +465,12 @@ enum WalletCommand {
         /// (default: the key file's path with `.trust.json` appended).
         #[arg(long)]
         state: Option<PathBuf>,
+        /// A witness (auditor) public key whose cosignature counts; repeatable.
+        #[arg(long = "witness")]
+        witnesses: Vec<AccountId>,
+        /// Cosignatures the checkpoint must carry from those witnesses.
+        #[arg(long, default_value_t = 0)]
+        require_cosignatures: usize,
     },
     /// Auditor: witness the latest checkpoint (after checking it extends the one you
     /// witnessed last) and post your cosignature.
@@ -633,9 +639,32 @@ async fn wallet(args: WalletArgs) -> Result<()> {
     let client = Client::new(&args.server);
     let op = match args.command {
         WalletCommand::Show => unreachable!("handled above"),
-        WalletCommand::Verify { state } => {
+        WalletCommand::Verify {
+            state,
+            witnesses,
+            require_cosignatures,
+        } => {
             let state = state.unwrap_or_else(|| suffixed(&args.key, ".trust.json"));
-            return verify_wallet(&client, &me, &state).await;
+            let mut policy = points_ledger::verify::WitnessPolicy {
+                witnesses: Vec::new(),
+                require: require_cosignatures,
+            };
+            for w in witnesses {
+                policy
+                    .witnesses
+                    .push(points_ledger::checkpoint::NoteVerifier::new_cosigner(
+                        &w.to_hex(),
+                        w.0,
+                    )?);
+            }
+            if policy.require > policy.witnesses.len() {
+                bail!(
+                    "--require-cosignatures {} but only {} --witness keys given",
+                    policy.require,
+                    policy.witnesses.len()
+                );
+            }
+            return verify_wallet(&client, &me, &state, &policy).await;
         }
         WalletCommand::Cosign { state } => {
             let state = state.unwrap_or_else(|| suffixed(&args.key, ".witness.json"));
@@ -748,10 +777,15 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-async fn verify_wallet(client: &Client, me: &AccountId, state: &Path) -> Result<()> {
+async fn verify_wallet(
+    client: &Client,
+    me: &AccountId,
+    state: &Path,
+    policy: &points_ledger::verify::WitnessPolicy,
+) -> Result<()> {
     use points_ledger::verify::{self, TrustState};
     let trust = TrustState::load(state)?;
-    let (report, new_trust) = match verify::verify_wallet(client, me, trust).await {
+    let (report, new_trust) = match verify::verify_wallet_with(client, me, trust, policy).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("VERIFICATION FAILED: {e}");
