@@ -30,8 +30,10 @@ const CHAIN_ID: &str = "points-ledger.example/spec/v1";
 const T0: u64 = 1_735_689_600_000;
 /// Default `not_after_ms` of the chain's ops: 30 days after `T0`.
 const NOT_AFTER: u64 = T0 + 30 * 86_400_000;
-/// Timestamps of the chain's entries (two equal ones: timestamps may repeat).
-const TIMESTAMPS: [u64; 11] = [
+/// One day in milliseconds.
+const DAY: u64 = 86_400_000;
+/// Timestamps of the chain's entries (4 and 5 are equal: timestamps may repeat).
+const TIMESTAMPS: [u64; 21] = [
     T0,
     T0 + 60_000,
     T0 + 120_000,
@@ -40,10 +42,26 @@ const TIMESTAMPS: [u64; 11] = [
     T0 + 3_600_000,
     T0 + 7_200_000,
     T0 + 7_260_000,
-    T0 + 86_400_000,
-    T0 + 90_000_000,
-    T0 + 93_600_000,
+    T0 + DAY,
+    T0 + DAY + 3_600_000,
+    T0 + DAY + 7_200_000,
+    T0 + 2 * DAY,
+    T0 + 2 * DAY + 60_000,
+    T0 + 2 * DAY + 120_000,
+    T0 + 2 * DAY + 180_000,
+    T0 + 3 * DAY,
+    T0 + 3 * DAY + 300_000,
+    T0 + 4 * DAY,
+    T0 + 4 * DAY + 3_600_000,
+    T0 + 7 * DAY,
+    T0 + 7 * DAY + 60_000,
 ];
+/// Seq of the Settle entry, which is built from the state before it.
+const SETTLE_SEQ: usize = 19;
+/// End of the availability window of item 12 after entry 14.
+const TEA_UNTIL: u64 = T0 + 90 * DAY;
+/// Start of the availability window of item 13.
+const GIFT_FROM: u64 = T0 + 365 * DAY;
 /// The identity point: a 32-byte string that is a valid encoding of a point of small order,
 /// so never an acceptable key.
 const IDENTITY_KEY: [u8; 32] = {
@@ -218,10 +236,11 @@ impl Ledger {
     }
 }
 
-/// One op of the reference chain, with a short description.
+/// One op of the reference chain, with a short description. `op` is `None` for the Settle
+/// entry, whose countersigned statement is computed from the state before it.
 struct ChainOp {
     what: &'static str,
-    op: SignedOp,
+    op: Option<SignedOp>,
 }
 
 fn chain_ops(k: &Keys) -> Vec<ChainOp> {
@@ -231,7 +250,7 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
     vec![
         ChainOp {
             what: "genesis: the issuer creates the ledger (CNY, 2 minor-unit digits) and names the checkpoint key",
-            op: sign(
+            op: Some(sign(
                 &k.issuer,
                 1,
                 NOT_AFTER,
@@ -240,11 +259,11 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     minor_unit_digits: 2,
                     checkpoint_key: id(&k.checkpoint),
                 }),
-            ),
+            )),
         },
         ChainOp {
             what: "the issuer registers the merchant",
-            op: sign(
+            op: Some(sign(
                 &k.issuer,
                 2,
                 NOT_AFTER,
@@ -254,11 +273,11 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     issue_rate: rate(1, 1),
                     redeem_rate: rate(9, 10),
                 }),
-            ),
+            )),
         },
         ChainOp {
             what: "the issuer registers the auditor",
-            op: sign(
+            op: Some(sign(
                 &k.issuer,
                 3,
                 NOT_AFTER,
@@ -266,11 +285,11 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     auditor: id(&k.auditor),
                     name: "Ledger Audit Ltd".into(),
                 }),
-            ),
+            )),
         },
         ChainOp {
             what: "the issuer mints 1000000 points into the merchant's float",
-            op: sign(
+            op: Some(sign(
                 &k.issuer,
                 4,
                 NOT_AFTER,
@@ -279,11 +298,11 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     amount: Points(1_000_000),
                     memo: bytes("INV-2025-0001"),
                 }),
-            ),
+            )),
         },
         ChainOp {
             what: "the merchant awards 1500 points to member A for a purchase",
-            op: sign(
+            op: Some(sign(
                 &k.merchant,
                 0x6b2f_0c1e_93a4_4d57_8e21_0f3c_5a9d_e001,
                 NOT_AFTER,
@@ -293,11 +312,11 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     reason: EarnReason::Purchase,
                     reference: bytes("receipt-000417"),
                 }),
-            ),
+            )),
         },
         ChainOp {
             what: "the merchant awards 250 points to member B for a task (same timestamp as the previous entry)",
-            op: sign(
+            op: Some(sign(
                 &k.merchant,
                 0x6b2f_0c1e_93a4_4d57_8e21_0f3c_5a9d_e002,
                 NOT_AFTER,
@@ -307,11 +326,11 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     reason: EarnReason::Task,
                     reference: bytes("task:survey-12"),
                 }),
-            ),
+            )),
         },
         ChainOp {
             what: "member A transfers 400 points to member B",
-            op: sign(
+            op: Some(sign(
                 &k.member4,
                 42,
                 NOT_AFTER,
@@ -320,11 +339,11 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     amount: Points(400),
                     memo: bytes("gift"),
                 }),
-            ),
+            )),
         },
         ChainOp {
             what: "member B burns 150 of its own points; not_after_ms equals the entry's timestamp (the bound is inclusive)",
-            op: sign(
+            op: Some(sign(
                 &k.member5,
                 7,
                 TIMESTAMPS[7],
@@ -333,11 +352,11 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     amount: Points(150),
                     reason: BurnReason::Voluntary,
                 }),
-            ),
+            )),
         },
         ChainOp {
             what: "the issuer burns 100 of member A's points as expired",
-            op: sign(
+            op: Some(sign(
                 &k.issuer,
                 5,
                 NOT_AFTER,
@@ -346,11 +365,11 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     amount: Points(100),
                     reason: BurnReason::Expiry,
                 }),
-            ),
+            )),
         },
         ChainOp {
             what: "the issuer renames the merchant (non-ASCII UTF-8) and changes its redeem rate",
-            op: sign(
+            op: Some(sign(
                 &k.issuer,
                 6,
                 NOT_AFTER,
@@ -361,11 +380,11 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     redeem_rate: Some(rate(8, 10)),
                     status: None,
                 }),
-            ),
+            )),
         },
         ChainOp {
             what: "the issuer suspends the merchant",
-            op: sign(
+            op: Some(sign(
                 &k.issuer,
                 7,
                 NOT_AFTER,
@@ -376,7 +395,154 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     redeem_rate: None,
                     status: Some(MerchantStatus::Suspended),
                 }),
-            ),
+            )),
+        },
+        ChainOp {
+            what: "the issuer reactivates the merchant",
+            op: Some(sign(
+                &k.issuer,
+                8,
+                NOT_AFTER,
+                Op::UpdateMerchant(UpdateMerchant {
+                    merchant,
+                    name: None,
+                    issue_rate: None,
+                    redeem_rate: None,
+                    status: Some(MerchantStatus::Active),
+                }),
+            )),
+        },
+        ChainOp {
+            what: "the merchant lists item 12 (its id is this entry's seq): 300 points, 10 units, at most 3 per order and 4 per member, until day 60",
+            op: Some(sign(
+                &k.merchant,
+                0x6b2f_0c1e_93a4_4d57_8e21_0f3c_5a9d_e003,
+                NOT_AFTER,
+                Op::ListItem(ListItem {
+                    title: "Jasmine tea, 100 g".into(),
+                    description: "Loose leaf.\nShips in 3 days.".into(),
+                    price: Points(300),
+                    stock: 10,
+                    limit_per_order: 3,
+                    limit_per_member: 4,
+                    available_from_ms: 0,
+                    available_until_ms: Some(T0 + 60 * DAY),
+                    active: true,
+                }),
+            )),
+        },
+        ChainOp {
+            what: "the merchant lists item 13, inactive, available from day 365, no limits",
+            op: Some(sign(
+                &k.merchant,
+                0x6b2f_0c1e_93a4_4d57_8e21_0f3c_5a9d_e004,
+                NOT_AFTER,
+                Op::ListItem(ListItem {
+                    title: "Gift card 50".into(),
+                    description: String::new(),
+                    price: Points(5_000),
+                    stock: 5,
+                    limit_per_order: 0,
+                    limit_per_member: 0,
+                    available_from_ms: GIFT_FROM,
+                    available_until_ms: None,
+                    active: false,
+                }),
+            )),
+        },
+        ChainOp {
+            what: "the merchant lowers item 12's price to 250, withdraws 2 units and extends it to day 90",
+            op: Some(sign(
+                &k.merchant,
+                0x6b2f_0c1e_93a4_4d57_8e21_0f3c_5a9d_e005,
+                NOT_AFTER,
+                Op::UpdateItem(UpdateItem {
+                    item_id: 12,
+                    title: None,
+                    description: None,
+                    price: Some(Points(250)),
+                    stock_delta: -2,
+                    limit_per_order: None,
+                    limit_per_member: None,
+                    available_from_ms: None,
+                    available_until_ms: Some(Some(TEA_UNTIL)),
+                    active: None,
+                }),
+            )),
+        },
+        ChainOp {
+            what: "member A redeems 2 units of item 12 (order 15, 500 points)",
+            op: Some(sign(
+                &k.member4,
+                43,
+                NOT_AFTER,
+                Op::Redeem(Redeem {
+                    item_id: 12,
+                    quantity: 2,
+                    max_unit_price: Points(250),
+                }),
+            )),
+        },
+        ChainOp {
+            what: "member B redeems 1 unit of item 12 (order 16, 250 points), accepting up to 300 per unit",
+            op: Some(sign(
+                &k.member5,
+                8,
+                NOT_AFTER,
+                Op::Redeem(Redeem {
+                    item_id: 12,
+                    quantity: 1,
+                    max_unit_price: Points(300),
+                }),
+            )),
+        },
+        ChainOp {
+            what: "the merchant fulfils order 15",
+            op: Some(sign(
+                &k.merchant,
+                0x6b2f_0c1e_93a4_4d57_8e21_0f3c_5a9d_e006,
+                NOT_AFTER,
+                Op::FulfillOrder(FulfillOrder {
+                    order_id: 15,
+                    reference: bytes("ship-7781"),
+                }),
+            )),
+        },
+        ChainOp {
+            what: "member B cancels order 16: 250 points back from the merchant, 1 unit back in stock",
+            op: Some(sign(
+                &k.member5,
+                9,
+                NOT_AFTER,
+                Op::CancelOrder(CancelOrder {
+                    order_id: 16,
+                    reason: bytes("changed my mind"),
+                }),
+            )),
+        },
+        ChainOp {
+            what: "the issuer settles the merchant's period (0, 18], countersigned by the merchant: 500 redeemed points are burned",
+            op: None,
+        },
+        ChainOp {
+            what: "the merchant activates item 13",
+            op: Some(sign(
+                &k.merchant,
+                0x6b2f_0c1e_93a4_4d57_8e21_0f3c_5a9d_e007,
+                NOT_AFTER,
+                Op::UpdateItem(UpdateItem {
+                    item_id: 13,
+                    title: None,
+                    description: None,
+                    price: None,
+                    stock_delta: 0,
+                    limit_per_order: None,
+                    limit_per_member: None,
+                    available_from_ms: None,
+                    available_until_ms: None,
+                    active: Some(true),
+                }),
+            )),
         },
     ]
 }
@@ -465,8 +631,17 @@ fn main() {
     let mut ledger = Ledger::new();
     let mut prefixes: Vec<Ledger> = vec![ledger.clone()];
     let mut entries_json = Vec::new();
+    let mut signed: Vec<SignedOp> = Vec::new();
     for (i, c) in ops.iter().enumerate() {
-        let a = ledger.append(c.op.clone(), TIMESTAMPS[i]);
+        let op = match &c.op {
+            Some(op) => op.clone(),
+            None => {
+                assert_eq!(i, SETTLE_SEQ);
+                settle_op(&k, &ledger.state, 0, SETTLE_SEQ as u64 - 1, 8)
+            }
+        };
+        signed.push(op.clone());
+        let a = ledger.append(op.clone(), TIMESTAMPS[i]);
         assert_eq!(a.entry.seq as usize, i);
         let history: Vec<String> = a
             .effects
@@ -475,11 +650,11 @@ fn main() {
             .iter()
             .map(AccountId::to_hex)
             .collect();
-        let signer_role = role_of[&c.op.envelope.signer];
+        let signer_role = role_of[&op.envelope.signer];
         entries_json.push(json!({
             "seq": a.entry.seq,
             "description": c.what,
-            "op_type": c.op.envelope.op.kind(),
+            "op_type": op.envelope.op.kind(),
             "signer_role": signer_role,
             "timestamp_ms": a.entry.timestamp_ms,
             "prev_hash": a.entry.prev_hash.to_hex(),
@@ -494,7 +669,7 @@ fn main() {
         }));
         prefixes.push(ledger.clone());
     }
-    let n = ops.len();
+    let n = signed.len();
     let after_ts = |after: usize| -> u64 {
         if after < n {
             TIMESTAMPS[after]
@@ -510,7 +685,7 @@ fn main() {
         (4, "the merchant's earn, retried after the merchant was suspended: idempotency is checked before the op's own checks"),
         (7, "member B's burn, retried after its not_after_ms has passed: idempotency is checked before expiry"),
     ] {
-        let op = &ops[seq].op;
+        let op = &signed[seq];
         let mut l = ledger.clone();
         let verified = VerifiedOp::verify(op.clone()).unwrap();
         let ts = after_ts(n);
@@ -558,7 +733,7 @@ fn main() {
         ("transfer", 6),
         ("burn", 7),
     ] {
-        let op = &ops[seq].op;
+        let op = &signed[seq];
         op_vectors.push(op_vector(
             name,
             role_of[&op.envelope.signer],
@@ -600,7 +775,7 @@ fn main() {
         None,
         &empty_memo,
     ));
-    let batch_ops = vec![ops[4].op.clone(), ops[5].op.clone()];
+    let batch_ops = vec![signed[4].clone(), signed[5].clone()];
     write_json(
         &out,
         "ops.json",
@@ -1259,7 +1434,7 @@ fn main() {
         None,
         genesis("CNY", 2, cp),
     ));
-    cases.last_mut().unwrap().op = ops[0].op.clone();
+    cases.last_mut().unwrap().op = signed[0].clone();
     // Malformed chain ids only make sense in a genesis, the only op whose chain id is validated.
     for c in cases.iter_mut() {
         if c.name == "invalid_field_chain_id_case" {
@@ -1343,7 +1518,7 @@ fn main() {
     // Signature failures: refused before the rules run.
     let mut sig_cases: Vec<(String, String, SignedOp)> = Vec::new();
     {
-        let mut tampered = ops[6].op.clone();
+        let mut tampered = signed[6].clone();
         if let Op::Transfer(t) = &mut tampered.envelope.op {
             t.amount = Points(4_000);
         }
@@ -1352,21 +1527,21 @@ fn main() {
             "entry 6's transfer with the amount changed after signing".into(),
             tampered,
         ));
-        let mut other_chain = ops[6].op.clone();
+        let mut other_chain = signed[6].clone();
         other_chain.envelope.chain_id = "points-ledger.example/other".into();
         sig_cases.push((
             "bad_signature_other_chain".into(),
             "entry 6's transfer with its chain id changed: the signature is checked before the chain id".into(),
             other_chain,
         ));
-        let mut high_s = ops[6].op.clone();
+        let mut high_s = signed[6].clone();
         high_s.signature.0[32..].copy_from_slice(&[0xff; 32]);
         sig_cases.push((
             "bad_signature_s_not_reduced".into(),
             "entry 6's transfer with s = 2^256 - 1".into(),
             high_s,
         ));
-        let mut small_key = ops[6].op.clone();
+        let mut small_key = signed[6].clone();
         small_key.envelope.signer = AccountId(IDENTITY_KEY);
         sig_cases.push((
             "bad_signature_small_order_signer".into(),
@@ -1401,17 +1576,17 @@ fn main() {
     }
 
     // Decoding cases.
-    let transfer_op = &ops[6].op;
+    let transfer_op = &signed[6];
     let t_bytes = codec::encode_signed_op(transfer_op);
     let t_tag = op_tag_offset(transfer_op);
-    let earn_bytes = codec::encode_signed_op(&ops[4].op);
-    let e_tag = op_tag_offset(&ops[4].op);
-    let burn_bytes = codec::encode_signed_op(&ops[7].op);
-    let b_tag = op_tag_offset(&ops[7].op);
-    let upd9 = codec::encode_signed_op(&ops[9].op);
-    let u9_tag = op_tag_offset(&ops[9].op);
-    let upd10 = codec::encode_signed_op(&ops[10].op);
-    let u10_tag = op_tag_offset(&ops[10].op);
+    let earn_bytes = codec::encode_signed_op(&signed[4]);
+    let e_tag = op_tag_offset(&signed[4]);
+    let burn_bytes = codec::encode_signed_op(&signed[7]);
+    let b_tag = op_tag_offset(&signed[7]);
+    let upd9 = codec::encode_signed_op(&signed[9]);
+    let u9_tag = op_tag_offset(&signed[9]);
+    let upd10 = codec::encode_signed_op(&signed[10]);
+    let u10_tag = op_tag_offset(&signed[10]);
     let chain_entry = |seq: usize| -> Vec<u8> {
         hex::decode(entries_json[seq]["entry_hex"].as_str().unwrap()).unwrap()
     };
@@ -1641,10 +1816,10 @@ fn main() {
         "a batch whose second op has op tag 200",
         "batch",
         {
-            let second = 8 + t_bytes_len(&ops[4].op);
+            let second = 8 + t_bytes_len(&signed[4]);
             with(
                 &batch,
-                second + op_tag_offset(&ops[5].op),
+                second + op_tag_offset(&signed[5]),
                 &200u32.to_le_bytes(),
             )
         },

@@ -367,7 +367,9 @@ pub(crate) fn fulfill_order(
 }
 
 /// `CancelOrder`: the merchant, or the member, cancels an open order; the merchant refunds
-/// the points and the stock comes back.
+/// the points and the stock comes back. Checks, in order: reason length, order exists,
+/// signer is its merchant or member, signer is not a suspended merchant, order open,
+/// restored stock fits u64, merchant covers the refund.
 pub(crate) fn cancel_order(
     state: &mut State,
     ctx: Ctx,
@@ -383,6 +385,13 @@ pub(crate) fn cancel_order(
         .ok_or(Rejection::UnknownOrder)?;
     if order.merchant != signer && order.member != signer {
         return Err(Rejection::NotAuthorized);
+    }
+    // A suspended merchant signs nothing (as for FulfillOrder); its members may still cancel.
+    if state
+        .merchant(&signer)
+        .is_some_and(|m| m.status == MerchantStatus::Suspended)
+    {
+        return Err(Rejection::MerchantSuspended);
     }
     if order.status != OrderStatus::Open {
         return Err(Rejection::OrderClosed);

@@ -238,13 +238,16 @@ pub fn statement(
                 group(1, rate, points)?;
             }
             BookEvent::Refunded {
+                order_id,
                 points,
                 redeem_rate,
                 issue_rate,
                 after_settlement,
-                ..
             } => {
-                if after_settlement {
+                // An order settled in an earlier period is refunded "after settlement" even
+                // if it was cancelled before that Settle was appended (its cancellation lies
+                // after the period's `to_seq`): its points were burned and paid for then.
+                if after_settlement || order_id <= book.settled_to {
                     add(&mut t.points_refunded_after_settlement, points)?;
                     group(3, redeem_rate, points)?;
                     group(4, issue_rate, points)?;
