@@ -23,6 +23,7 @@ use points_ledger::crypto::{self, Keypair};
 use points_ledger::merkle::{self, Frontier};
 use points_ledger::op::*;
 use points_ledger::rules::{self, Ctx, Effects, OpIdRecord, Outcome, Rejection, State, VerifiedOp};
+use points_ledger::settlement::{self, SettleBody, StatementTotals};
 
 /// The chain id of every vector (except the wrong-chain ones).
 const CHAIN_ID: &str = "points-ledger.example/spec/v1";
@@ -58,6 +59,8 @@ const TIMESTAMPS: [u64; 21] = [
 ];
 /// Seq of the Settle entry, which is built from the state before it.
 const SETTLE_SEQ: usize = 19;
+/// Number of entries after which the merchant is suspended (entry 10 suspends it, 11 reactivates).
+const SUSPENDED: usize = 11;
 /// End of the availability window of item 12 after entry 14.
 const TEA_UNTIL: u64 = T0 + 90 * DAY;
 /// Start of the availability window of item 13.
@@ -547,6 +550,66 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
     ]
 }
 
+/// A Settle op signed by `signer` in the envelope and countersigned by `countersigner` over
+/// the body with `chain_id` (normally the ledger's).
+#[allow(clippy::too_many_arguments)]
+fn settle_with(
+    signer: &Keypair,
+    countersigner: &Keypair,
+    body_chain_id: &str,
+    merchant: AccountId,
+    from_seq: u64,
+    to_seq: u64,
+    totals: StatementTotals,
+    op_id: u128,
+) -> SignedOp {
+    let body = SettleBody {
+        chain_id: body_chain_id.to_string(),
+        merchant,
+        from_seq,
+        to_seq,
+        totals,
+    };
+    let merchant_signature = Signature(countersigner.sign(&settlement::countersign_payload(&body)));
+    sign(
+        signer,
+        op_id,
+        NOT_AFTER,
+        Op::Settle(Settle {
+            merchant,
+            from_seq,
+            to_seq,
+            totals,
+            merchant_signature,
+        }),
+    )
+}
+
+/// The correct Settle of the merchant's period `(from_seq, to_seq]` in `state`.
+fn settle_op(k: &Keys, state: &State, from_seq: u64, to_seq: u64, op_id: u128) -> SignedOp {
+    let merchant = id(&k.merchant);
+    let book = state.book(&merchant).cloned().unwrap_or_default();
+    let st = settlement::statement(merchant, &book, to_seq).expect("a statement");
+    assert_eq!(st.from_seq, from_seq);
+    let op = settle_with(
+        &k.issuer,
+        &k.merchant,
+        CHAIN_ID,
+        merchant,
+        from_seq,
+        to_seq,
+        st.totals,
+        op_id,
+    );
+    if let Op::Settle(s) = &op.envelope.op {
+        assert_eq!(
+            s.merchant_signature,
+            settlement::countersign(CHAIN_ID, &k.merchant, &st)
+        );
+    }
+    op
+}
+
 fn op_vector(name: &str, signer_role: &str, chain_seq: Option<u64>, op: &SignedOp) -> Value {
     let envelope_bytes = codec::encode_envelope(&op.envelope);
     let payload = codec::signing_payload(&op.envelope);
@@ -564,6 +627,21 @@ fn op_vector(name: &str, signer_role: &str, chain_seq: Option<u64>, op: &SignedO
     });
     if let Some(seq) = chain_seq {
         v["chain_seq"] = json!(seq);
+    }
+    if let Op::Settle(st) = &op.envelope.op {
+        let body = SettleBody {
+            chain_id: op.envelope.chain_id.clone(),
+            merchant: st.merchant,
+            from_seq: st.from_seq,
+            to_seq: st.to_seq,
+            totals: st.totals,
+        };
+        v["countersign_payload_hex"] = json!(hex::encode(settlement::countersign_payload(&body)));
+    }
+    // serde shows `Some(None)` and `None` alike (null): such JSON does not round-trip.
+    let back: Envelope = serde_json::from_value(v["envelope"].clone()).unwrap();
+    if back != op.envelope {
+        v["json_round_trip"] = json!(false);
     }
     v
 }
@@ -637,7 +715,7 @@ fn main() {
             Some(op) => op.clone(),
             None => {
                 assert_eq!(i, SETTLE_SEQ);
-                settle_op(&k, &ledger.state, 0, SETTLE_SEQ as u64 - 1, 8)
+                settle_op(&k, &ledger.state, 0, SETTLE_SEQ as u64 - 1, 9)
             }
         };
         signed.push(op.clone());
@@ -680,28 +758,70 @@ fn main() {
 
     // Idempotent retries: the very same signed op again.
     let mut retries = Vec::new();
-    for (seq, why) in [
-        (6usize, "a plain retry of member A's transfer"),
-        (4, "the merchant's earn, retried after the merchant was suspended: idempotency is checked before the op's own checks"),
-        (7, "member B's burn, retried after its not_after_ms has passed: idempotency is checked before expiry"),
+    for (seq, after, why) in [
+        (6usize, n, "a plain retry of member A's transfer, at the end of the chain"),
+        (4, SUSPENDED, "the merchant's earn, retried while the merchant is suspended (after entry 10): idempotency is checked before the op's own checks"),
+        (7, n, "member B's burn, retried after its not_after_ms has passed: idempotency is checked before expiry"),
+        (16, n, "member B's redemption, retried after the order was cancelled"),
     ] {
         let op = &signed[seq];
-        let mut l = ledger.clone();
+        let mut l = prefixes[after].clone();
+        let before = l.state.clone();
         let verified = VerifiedOp::verify(op.clone()).unwrap();
-        let ts = after_ts(n);
+        let ts = after_ts(after);
         let ctx = l.ctx(ts);
         let outcome = rules::apply(&mut l.state, &mut l.ids, ctx, &verified).unwrap();
         assert_eq!(outcome, Outcome::Duplicate { seq: seq as u64 });
-        assert!(l.state == ledger.state);
+        assert!(l.state == before);
         retries.push(json!({
             "description": why,
-            "after_entries": n,
+            "after_entries": after,
             "timestamp_ms": ts,
             "signed_op_hex": hex::encode(codec::encode_signed_op(op)),
             "expect": { "duplicate_of_seq": seq },
         }));
     }
 
+    // Mall and settlement state at the end (the serde form of the records).
+    let merchant_id = id(&k.merchant);
+    let mut items_json = serde_json::Map::new();
+    let mut item_ids: Vec<u64> = ledger.state.items().keys().copied().collect();
+    item_ids.sort_unstable();
+    for item_id in item_ids {
+        items_json.insert(
+            item_id.to_string(),
+            serde_json::to_value(ledger.state.item(item_id).unwrap()).unwrap(),
+        );
+    }
+    let mut orders_json = serde_json::Map::new();
+    for order_id in 0..n as u64 {
+        if let Some(o) = ledger.state.order(order_id) {
+            orders_json.insert(order_id.to_string(), serde_json::to_value(o).unwrap());
+        }
+    }
+    let mut settlements_json = serde_json::Map::new();
+    for sid in 0..n as u64 {
+        if let Some(r) = ledger.state.settlement(sid) {
+            settlements_json.insert(sid.to_string(), serde_json::to_value(r).unwrap());
+        }
+    }
+    let book = ledger.state.book(&merchant_id).cloned().unwrap_or_default();
+    let books_json = json!({
+        merchant_id.to_hex(): {
+            "settled_to": book.settled_to,
+            "settlements": book.settlements,
+            "open_events": book.events.len(),
+        }
+    });
+    // The statement the Settle entry carries, computed from the state before it.
+    {
+        let before = &prefixes[SETTLE_SEQ].state;
+        let book = before.book(&merchant_id).cloned().unwrap_or_default();
+        let st = settlement::statement(merchant_id, &book, SETTLE_SEQ as u64 - 1).unwrap();
+        entries_json[SETTLE_SEQ]["statement"] = serde_json::to_value(&st).unwrap();
+    }
+
+    let retry_count = retries.len();
     write_json(
         &out,
         "chain.json",
@@ -716,6 +836,10 @@ fn main() {
                 "merkle_root": hex::encode(ledger.frontier.root()),
                 "balances": ledger.balances_json(),
                 "totals": ledger.totals_json(),
+                "items": items_json,
+                "orders": orders_json,
+                "settlements": settlements_json,
+                "books": books_json,
             },
             "retries": retries,
         }),
@@ -732,6 +856,12 @@ fn main() {
         ("earn", 4),
         ("transfer", 6),
         ("burn", 7),
+        ("list_item", 12),
+        ("update_item", 14),
+        ("redeem", 15),
+        ("fulfill_order", 17),
+        ("cancel_order", 18),
+        ("settle", SETTLE_SEQ),
     ] {
         let op = &signed[seq];
         op_vectors.push(op_vector(
@@ -774,6 +904,29 @@ fn main() {
         "member_b",
         None,
         &empty_memo,
+    ));
+    let update_all = sign(
+        &k.merchant,
+        1,
+        NOT_AFTER,
+        Op::UpdateItem(UpdateItem {
+            item_id: 12,
+            title: Some("Jasmine tea, 250 g".into()),
+            description: Some(String::new()),
+            price: Some(Points(700)),
+            stock_delta: i64::MIN,
+            limit_per_order: Some(0),
+            limit_per_member: Some(u64::MAX),
+            available_from_ms: Some(T0),
+            available_until_ms: Some(None),
+            active: Some(false),
+        }),
+    );
+    op_vectors.push(op_vector(
+        "update_item_all_fields",
+        "merchant",
+        None,
+        &update_all,
     ));
     let batch_ops = vec![signed[4].clone(), signed[5].clone()];
     write_json(
@@ -993,7 +1146,7 @@ fn main() {
     cases.push(mk(
         "merchant_suspended_earn",
         "the suspended merchant awards points",
-        n,
+        SUSPENDED,
         &k.merchant,
         None,
         earn(member4, 1, Bytes::default()),
@@ -1001,7 +1154,7 @@ fn main() {
     cases.push(mk(
         "merchant_suspended_transfer",
         "the suspended merchant transfers points",
-        n,
+        SUSPENDED,
         &k.merchant,
         None,
         transfer(member4, 1, Bytes::default()),
@@ -1009,7 +1162,7 @@ fn main() {
     cases.push(mk(
         "merchant_suspended_burn",
         "the suspended merchant burns its own points",
-        n,
+        SUSPENDED,
         &k.merchant,
         None,
         burn(merchant, 1, BurnReason::Voluntary),
@@ -1296,11 +1449,11 @@ fn main() {
     ));
     cases.push(mk(
         "insufficient_funds_transfer",
-        "member A (balance 1000) transfers 1001",
+        "member A (balance 500) transfers 501",
         n,
         &k.member4,
         None,
-        transfer(member5, 1001, Bytes::default()),
+        transfer(member5, 501, Bytes::default()),
     ));
     cases.push(mk("insufficient_funds_no_account", "the auditor, which never held points, transfers 1: insufficient_funds, not unknown_account", n, &k.auditor, None, transfer(member5, 1, Bytes::default())));
     cases.push(mk(
@@ -1321,11 +1474,15 @@ fn main() {
     ));
     cases.push(mk(
         "overflow_mint",
-        "a mint that would take the supply past 2^64 - 1",
+        "a mint of exactly 2^64 - supply points: one more than fits",
         n,
         &k.issuer,
         None,
-        mint(member4, u64::MAX - 999_749, Bytes::default()),
+        mint(
+            member4,
+            u64::MAX - prefixes[n].state.totals().supply + 1,
+            Bytes::default(),
+        ),
     ));
     // Precedence: several faults at once; the first check in the normative order wins.
     cases.push(mk(
@@ -1396,7 +1553,7 @@ fn main() {
     cases.push(mk(
         "order_suspended_before_amount",
         "the suspended merchant transfers 0 points to itself",
-        n,
+        SUSPENDED,
         &k.merchant,
         None,
         transfer(merchant, 0, Bytes::default()),
@@ -1425,16 +1582,362 @@ fn main() {
         None,
         transfer(member4, 0, Bytes::default()),
     ));
-    // Genesis is not idempotent: resubmitting the genesis op itself is refused.
+    // The mall.
+    let list = |title: &str, description: &str, price: u64, until: Option<u64>| {
+        Op::ListItem(ListItem {
+            title: title.into(),
+            description: description.into(),
+            price: Points(price),
+            stock: 1,
+            limit_per_order: 0,
+            limit_per_member: 0,
+            available_from_ms: 100,
+            available_until_ms: until,
+            active: true,
+        })
+    };
+    let update_item = |item_id: u64, price: Option<u64>, stock_delta: i64, from: Option<u64>| {
+        Op::UpdateItem(UpdateItem {
+            item_id,
+            title: None,
+            description: None,
+            price: price.map(Points),
+            stock_delta,
+            limit_per_order: None,
+            limit_per_member: None,
+            available_from_ms: from,
+            available_until_ms: None,
+            active: None,
+        })
+    };
+    let redeem = |item_id: u64, quantity: u64, max: u64| {
+        Op::Redeem(Redeem {
+            item_id,
+            quantity,
+            max_unit_price: Points(max),
+        })
+    };
+    let fulfill = |order_id: u64, reference: Bytes| {
+        Op::FulfillOrder(FulfillOrder {
+            order_id,
+            reference,
+        })
+    };
+    let cancel = |order_id: u64, reason: Bytes| Op::CancelOrder(CancelOrder { order_id, reason });
     cases.push(mk(
-        "already_initialized_genesis_retry",
-        "the genesis op of entry 0 submitted again",
+        "not_authorized_list_item",
+        "a member lists an item",
         n,
-        &k.issuer,
+        &k.member4,
         None,
-        genesis("CNY", 2, cp),
+        list("Tea", "", 10, None),
     ));
-    cases.last_mut().unwrap().op = signed[0].clone();
+    cases.push(mk(
+        "merchant_suspended_list_item",
+        "the merchant lists an item while suspended (after entry 10)",
+        11,
+        &k.merchant,
+        None,
+        list("Tea", "", 10, None),
+    ));
+    cases.push(mk(
+        "invalid_field_title_empty",
+        "an item with an empty title",
+        n,
+        &k.merchant,
+        None,
+        list("", "", 10, None),
+    ));
+    cases.push(mk(
+        "invalid_field_title_long",
+        "an item with an 81-byte title",
+        n,
+        &k.merchant,
+        None,
+        list(&"t".repeat(81), "", 10, None),
+    ));
+    cases.push(mk(
+        "invalid_field_description_long",
+        "an item with a 281-byte description",
+        n,
+        &k.merchant,
+        None,
+        list("Tea", &"d".repeat(281), 10, None),
+    ));
+    cases.push(mk(
+        "invalid_field_description_tab",
+        "an item description with a tab (only line feeds are allowed)",
+        n,
+        &k.merchant,
+        None,
+        list("Tea", "a\tb", 10, None),
+    ));
+    cases.push(mk(
+        "invalid_field_window_empty",
+        "an item available from 100 until 100 (the end is exclusive)",
+        n,
+        &k.merchant,
+        None,
+        list("Tea", "", 10, Some(100)),
+    ));
+    cases.push(mk(
+        "zero_amount_list_price",
+        "an item priced at 0 points",
+        n,
+        &k.merchant,
+        None,
+        list("Tea", "", 0, None),
+    ));
+    cases.push(mk(
+        "unknown_item_update",
+        "an update of item 999",
+        n,
+        &k.merchant,
+        None,
+        update_item(999, Some(1), 0, None),
+    ));
+    cases.push(mk(
+        "not_authorized_update_item",
+        "a member updates item 12",
+        n,
+        &k.member4,
+        None,
+        update_item(12, Some(1), 0, None),
+    ));
+    cases.push(mk(
+        "invalid_field_stock_delta",
+        "withdrawing 7 units of item 12, which has 6",
+        n,
+        &k.merchant,
+        None,
+        update_item(12, None, -7, None),
+    ));
+    cases.push(mk(
+        "zero_amount_update_price",
+        "a new price of 0 for item 12",
+        n,
+        &k.merchant,
+        None,
+        update_item(12, Some(0), 0, None),
+    ));
+    cases.push(mk(
+        "invalid_field_update_window",
+        "moving item 12's start to its end",
+        n,
+        &k.merchant,
+        None,
+        update_item(12, None, 0, Some(TEA_UNTIL)),
+    ));
+    cases.push(mk(
+        "unknown_item_redeem",
+        "a redemption of item 999",
+        n,
+        &k.member4,
+        None,
+        redeem(999, 1, 1_000),
+    ));
+    cases.push(mk(
+        "zero_amount_redeem",
+        "a redemption of 0 units",
+        n,
+        &k.member4,
+        None,
+        redeem(12, 0, 1_000),
+    ));
+    cases.push(mk(
+        "self_transfer_redeem",
+        "the merchant redeems its own item",
+        n,
+        &k.merchant,
+        None,
+        redeem(12, 1, 1_000),
+    ));
+    cases.push(mk(
+        "item_inactive",
+        "a redemption of item 13 before it is activated (after entry 19)",
+        20,
+        &k.member4,
+        None,
+        redeem(13, 1, 5_000),
+    ));
+    cases.push(mk(
+        "not_available_before_start",
+        "a redemption of item 13 before its availability starts",
+        n,
+        &k.member4,
+        None,
+        redeem(13, 1, 5_000),
+    ));
+    cases.push(mk(
+        "not_available_at_end",
+        "a redemption of item 12 at exactly its (exclusive) end",
+        n,
+        &k.member4,
+        Some(u64::MAX),
+        redeem(12, 1, 250),
+    ));
+    cases.last_mut().unwrap().timestamp_ms = TEA_UNTIL;
+    cases.push(mk(
+        "limit_exceeded_per_order",
+        "4 units of item 12 in one order (limit 3)",
+        n,
+        &k.member5,
+        None,
+        redeem(12, 4, 250),
+    ));
+    cases.push(mk(
+        "limit_exceeded_per_member",
+        "member A, holding 2 units of item 12 in a fulfilled order, asks for 3 more (limit 4)",
+        n,
+        &k.member4,
+        None,
+        redeem(12, 3, 250),
+    ));
+    cases.push(mk(
+        "price_above_max",
+        "member B accepts at most 249 per unit; the price is 250",
+        n,
+        &k.member5,
+        None,
+        redeem(12, 1, 249),
+    ));
+    cases.push(mk(
+        "out_of_stock",
+        "6 units of item 13 (stock 5), at exactly its (inclusive) start",
+        n,
+        &k.member4,
+        Some(u64::MAX),
+        redeem(13, 6, 5_000),
+    ));
+    cases.last_mut().unwrap().timestamp_ms = GIFT_FROM;
+    cases.push(mk(
+        "insufficient_funds_redeem",
+        "member B (balance 500) redeems a 5000-point gift card",
+        n,
+        &k.member5,
+        Some(u64::MAX),
+        redeem(13, 1, 5_000),
+    ));
+    cases.last_mut().unwrap().timestamp_ms = GIFT_FROM;
+    cases.push(mk(
+        "unknown_order_fulfill",
+        "the merchant fulfils order 999",
+        n,
+        &k.merchant,
+        None,
+        fulfill(999, Bytes::default()),
+    ));
+    cases.push(mk(
+        "not_authorized_fulfill",
+        "member A fulfils its own order 15",
+        n,
+        &k.member4,
+        None,
+        fulfill(15, Bytes::default()),
+    ));
+    cases.push(mk(
+        "order_closed_fulfill",
+        "the merchant fulfils the cancelled order 16",
+        n,
+        &k.merchant,
+        None,
+        fulfill(16, Bytes::default()),
+    ));
+    cases.push(mk(
+        "invalid_field_fulfil_reference",
+        "a fulfilment reference of 65 bytes",
+        n,
+        &k.merchant,
+        None,
+        fulfill(16, long_bytes.clone()),
+    ));
+    cases.push(mk(
+        "unknown_order_cancel",
+        "member A cancels order 999",
+        n,
+        &k.member4,
+        None,
+        cancel(999, Bytes::default()),
+    ));
+    cases.push(mk(
+        "not_authorized_cancel",
+        "member B cancels member A's order 15",
+        n,
+        &k.member5,
+        None,
+        cancel(15, Bytes::default()),
+    ));
+    cases.push(mk(
+        "order_closed_cancel",
+        "member A cancels its fulfilled order 15",
+        n,
+        &k.member4,
+        None,
+        cancel(15, Bytes::default()),
+    ));
+    cases.push(mk(
+        "invalid_field_cancel_reason",
+        "a cancellation reason of 65 bytes",
+        n,
+        &k.member4,
+        None,
+        cancel(15, long_bytes.clone()),
+    ));
+    cases.push(mk(
+        "order_authority_before_status",
+        "the auditor cancels the fulfilled order 15: authority before status",
+        n,
+        &k.auditor,
+        None,
+        cancel(15, Bytes::default()),
+    ));
+    cases.push(mk("order_item_checks_before_funds", "member B (balance 500) asks for 4 units of item 12: the per-order limit is checked before funds", n, &k.member5, None, redeem(12, 4, 250)));
+
+    // Settlement (the merchant's last settlement ended at 18; the next op would be seq 21).
+    let zero = StatementTotals::default();
+    let mut settle_cases: Vec<(&str, &str, SignedOp)> = vec![
+        ("not_authorized_settle", "the merchant signs the Settle envelope itself", settle_with(&k.merchant, &k.merchant, CHAIN_ID, merchant, 18, 20, zero, 2001)),
+        ("unknown_merchant_settle", "a Settle for member A, who is not a merchant", settle_with(&k.issuer, &k.member4, CHAIN_ID, member4, 0, 20, zero, 2002)),
+        ("period_mismatch_start", "a period starting at 0 instead of the last settlement's end (18)", settle_with(&k.issuer, &k.merchant, CHAIN_ID, merchant, 0, 20, zero, 2003)),
+        ("period_mismatch_empty", "a period (18, 18]", settle_with(&k.issuer, &k.merchant, CHAIN_ID, merchant, 18, 18, zero, 2004)),
+        ("period_mismatch_future", "a period ending at 21, the seq of the Settle itself", settle_with(&k.issuer, &k.merchant, CHAIN_ID, merchant, 18, 21, zero, 2005)),
+        ("bad_countersignature", "the period (18, 20] countersigned by member A instead of the merchant", settle_with(&k.issuer, &k.member4, CHAIN_ID, merchant, 18, 20, zero, 2006)),
+        ("bad_countersignature_other_chain", "the merchant countersigned a body naming another chain id", settle_with(&k.issuer, &k.merchant, "points-ledger.example/other", merchant, 18, 20, zero, 2007)),
+        ("statement_mismatch", "a correctly countersigned statement claiming 1 awarded point in (18, 20], where nothing happened", settle_with(&k.issuer, &k.merchant, CHAIN_ID, merchant, 18, 20, StatementTotals { points_awarded: 1, ..zero }, 2008)),
+        ("order_period_before_countersignature", "a wrong period and a wrong countersigner: the period is checked first", settle_with(&k.issuer, &k.member4, CHAIN_ID, merchant, 0, 20, zero, 2009)),
+    ];
+    for (name, description, op) in settle_cases.drain(..) {
+        cases.push(Case {
+            name: name.into(),
+            description: description.into(),
+            after: n,
+            timestamp_ms: after_ts(n),
+            op,
+        });
+    }
+    // A correct Settle of the same period is accepted (checked here, not a vector).
+    {
+        let mut l = prefixes[n].clone();
+        let ok = settle_op(&k, &l.state, 18, 20, 2010);
+        let verified = VerifiedOp::verify(ok).unwrap();
+        let ctx = l.ctx(after_ts(n));
+        assert!(matches!(
+            rules::apply(&mut l.state, &mut l.ids, ctx, &verified),
+            Ok(Outcome::Applied(_))
+        ));
+    }
+
+    // The genesis op of entry 0 submitted again is an idempotent retry (checked here, not a
+    // vector): the original receipt stands and nothing changes.
+    {
+        let mut l = prefixes[n].clone();
+        let verified = VerifiedOp::verify(signed[0].clone()).unwrap();
+        let ctx = l.ctx(after_ts(n));
+        assert!(matches!(
+            rules::apply(&mut l.state, &mut l.ids, ctx, &verified),
+            Ok(Outcome::Duplicate { seq: 0 })
+        ));
+    }
     // Malformed chain ids only make sense in a genesis, the only op whose chain id is validated.
     for c in cases.iter_mut() {
         if c.name == "invalid_field_chain_id_case" {
@@ -1825,6 +2328,45 @@ fn main() {
         },
     );
 
+    let list_op = &signed[12];
+    let l_bytes = codec::encode_signed_op(list_op);
+    let l_active = {
+        let Op::ListItem(li) = &list_op.envelope.op else {
+            unreachable!()
+        };
+        op_tag_offset(list_op) + 4 + 8 + li.title.len() + 8 + li.description.len() + 5 * 8 + 9
+    };
+    assert_eq!(l_bytes[l_active], 1);
+    add(
+        "bad_bool",
+        "ListItem.active = 02 (entry 12)",
+        "signed_op",
+        with(&l_bytes, l_active, &[2]),
+    );
+    let upd_op = &signed[14];
+    let ui_bytes = codec::encode_signed_op(upd_op);
+    // item_id 8, title 1, description 1, price 1+8, stock_delta 8, limits 1+1, from 1, then
+    // the outer and inner tags of available_until_ms.
+    let ui_until = op_tag_offset(upd_op) + 4 + 8 + 1 + 1 + 9 + 8 + 1 + 1 + 1;
+    assert_eq!(&ui_bytes[ui_until..ui_until + 2], &[1, 1]);
+    add(
+        "bad_inner_option_tag",
+        "UpdateItem.available_until_ms (an Option<Option<u64>>) with inner tag 02 (entry 14)",
+        "signed_op",
+        with(&ui_bytes, ui_until + 1, &[2]),
+    );
+    add(
+        "option_none_inside_some",
+        "UpdateItem.available_until_ms = Some(None): tags 01 00 and no value (entry 14 with the 8 value bytes removed)",
+        "signed_op",
+        {
+            let mut v = ui_bytes[..ui_until + 1].to_vec();
+            v.push(0);
+            v.extend_from_slice(&ui_bytes[ui_until + 2 + 8..]);
+            v
+        },
+    );
+
     let mut decoding_json = Vec::new();
     for (name, description, kind, b) in &decoding {
         let result: Result<(), CodecError> = match *kind {
@@ -1860,7 +2402,7 @@ fn main() {
         "{} op vectors, {} chain entries, {} retries, {} rejections, {} decoding cases",
         op_vectors.len(),
         n,
-        3,
+        retry_count,
         rejections.len(),
         decoding.len()
     );

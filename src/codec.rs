@@ -22,7 +22,8 @@ pub const BATCH_OPS_MAX: usize = 4096;
 
 type Canonical = Configuration<LittleEndian, Fixint, Limit<DECODE_BYTES_MAX>>;
 
-/// Canonical batches are bounded by `BATCH_OPS_MAX` ops of at most a few hundred bytes each.
+/// A canonical batch is bounded as a whole (16 MiB) rather than per op; it also holds at most
+/// `BATCH_OPS_MAX` ops.
 type CanonicalBatch = Configuration<LittleEndian, Fixint, Limit<{ 16 * 1024 * 1024 }>>;
 
 const fn config() -> Canonical {
@@ -71,7 +72,7 @@ pub enum CodecError {
     /// A string that is not UTF-8.
     #[error("string is not valid UTF-8")]
     InvalidUtf8,
-    /// A boolean or option tag other than 0 or 1.
+    /// A boolean other than 0 or 1 (a bad `Option` tag is reported as [`CodecError::UnknownTag`]).
     #[error("invalid tag byte {0} (expected 0 or 1)")]
     InvalidBool(u8),
     /// A batch with more ops than allowed.

@@ -18,7 +18,7 @@ pub const TITLE_LEN_MAX: usize = 80;
 pub const DESCRIPTION_LEN_MAX: usize = 280;
 
 /// An item of the catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ItemRecord {
     /// The item id (seq of its ListItem entry).
     pub item_id: u64,
@@ -49,7 +49,19 @@ pub struct ItemRecord {
 }
 
 /// Where an order is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Encode,
+    Decode,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Paid, not yet delivered.
@@ -72,7 +84,7 @@ impl OrderStatus {
 }
 
 /// An order.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderRecord {
     /// The order id (seq of its Redeem entry).
     pub order_id: u64,
@@ -326,9 +338,11 @@ pub(crate) fn redeem(
             rate: redeem_rate,
         },
     );
+    // A merchant redeeming another merchant's item spends points like a transfer out.
+    settlement::record(state, &signer, ctx.seq, BookEvent::TransferredOut { points: total });
     let both = Parties::two(signer, merchant);
     let mut e = effects(both, Some(both));
-    e.books = Some(Parties::one(merchant));
+    e.books = Some(both);
     e.item = Some(op.item_id);
     e.order = Some(ctx.seq);
     e.held = Some((signer, op.item_id));
@@ -444,9 +458,10 @@ pub(crate) fn cancel_order(
             after_settlement,
         },
     );
+    settlement::record(state, &member, ctx.seq, BookEvent::TransferredIn { points: total });
     let both = Parties::two(member, merchant);
     let mut e = effects(both, Some(both));
-    e.books = Some(Parties::one(merchant));
+    e.books = Some(both);
     e.item = Some(item_id);
     e.order = Some(op.order_id);
     e.held = Some((member, item_id));

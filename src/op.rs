@@ -130,6 +130,7 @@ impl Hash32 {
     Decode,
     Serialize,
     Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct Points(pub u64);
@@ -197,7 +198,19 @@ impl<'de> Deserialize<'de> for Bytes {
 
 /// An exchange rate between points and money: `minor_units` of the ledger's currency per
 /// `per_points` points, kept as an exact fraction.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    Encode,
+    Decode,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct Rate {
     /// Numerator: money in minor units (cents, fen).
     pub minor_units: u64,
@@ -206,7 +219,19 @@ pub struct Rate {
 }
 
 /// Whether a merchant may act.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    Encode,
+    Decode,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MerchantStatus {
     /// May award points, list goods and accept redemptions.
@@ -216,7 +241,19 @@ pub enum MerchantStatus {
 }
 
 /// Why points were earned, so a member can always see it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    Encode,
+    Decode,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EarnReason {
     /// A purchase; the reference is the receipt id.
@@ -232,7 +269,19 @@ pub enum EarnReason {
 }
 
 /// Why points were destroyed.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    Encode,
+    Decode,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BurnReason {
     /// The holder gave them up.
@@ -244,7 +293,7 @@ pub enum BurnReason {
 }
 
 /// Entry 0: creates the ledger. Signed by the issuer, whose key becomes the issuer key.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Genesis {
     /// ISO 4217 code of the currency settlements are made in, e.g. `CNY`.
     pub currency: String,
@@ -256,7 +305,7 @@ pub struct Genesis {
 }
 
 /// Registers a partner merchant.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisterMerchant {
     /// The merchant's key.
     pub merchant: AccountId,
@@ -269,7 +318,7 @@ pub struct RegisterMerchant {
 }
 
 /// Changes a merchant's name, rates or status; absent fields stay as they are.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpdateMerchant {
     /// The merchant's key.
     pub merchant: AccountId,
@@ -284,7 +333,7 @@ pub struct UpdateMerchant {
 }
 
 /// Registers an auditor: a key allowed to read everything.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisterAuditor {
     /// The auditor's key.
     pub auditor: AccountId,
@@ -293,7 +342,7 @@ pub struct RegisterAuditor {
 }
 
 /// Creates points in an account (usually a merchant's float). Issuer only.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Mint {
     /// Receiving account.
     pub to: AccountId,
@@ -304,7 +353,7 @@ pub struct Mint {
 }
 
 /// A merchant awards points from its float to a member.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Earn {
     /// The member receiving points.
     pub member: AccountId,
@@ -317,7 +366,7 @@ pub struct Earn {
 }
 
 /// Moves points from the signer to another account.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transfer {
     /// Receiving account.
     pub to: AccountId,
@@ -328,7 +377,7 @@ pub struct Transfer {
 }
 
 /// Destroys points: the holder's own, or any account's when the issuer signs (expiry, correction).
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Burn {
     /// Account the points leave.
     pub from: AccountId,
@@ -338,8 +387,13 @@ pub struct Burn {
     pub reason: BurnReason,
 }
 
+/// Deserializes a field that is present (so `Some`) and may be `null` (so `Some(None)`).
+fn present_maybe_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(d).map(Some)
+}
+
 /// Lists a new item in the redemption mall. Its item id is the seq of this entry.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ListItem {
     /// Title (1–80 bytes).
     pub title: String,
@@ -362,7 +416,7 @@ pub struct ListItem {
 }
 
 /// Changes an item; absent fields stay as they are. Only the listing merchant may sign it.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpdateItem {
     /// The item (seq of its ListItem entry).
     pub item_id: u64,
@@ -380,7 +434,13 @@ pub struct UpdateItem {
     pub limit_per_member: Option<u64>,
     /// New start of availability.
     pub available_from_ms: Option<u64>,
-    /// New end of availability (`Some(None)` removes the end).
+    /// New end of availability (`Some(None)` removes the end). In JSON: absent = unchanged,
+    /// `null` = remove the end, a number = the new end.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_maybe_null"
+    )]
     pub available_until_ms: Option<Option<u64>>,
     /// New active flag.
     pub active: Option<bool>,
@@ -388,7 +448,7 @@ pub struct UpdateItem {
 
 /// A member redeems an item: points move to the merchant, stock goes down, and an order is
 /// created whose id is the seq of this entry.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Redeem {
     /// The item.
     pub item_id: u64,
@@ -399,7 +459,7 @@ pub struct Redeem {
 }
 
 /// The merchant marks an open order delivered.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FulfillOrder {
     /// The order (seq of its Redeem entry).
     pub order_id: u64,
@@ -409,7 +469,7 @@ pub struct FulfillOrder {
 
 /// Cancels an open order: refunds the points to the member and restores the stock. The
 /// merchant may cancel any open order; the member may cancel their own open order.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CancelOrder {
     /// The order.
     pub order_id: u64,
@@ -419,7 +479,7 @@ pub struct CancelOrder {
 
 /// Closes a merchant's settlement period. Signed by the issuer in the envelope and
 /// countersigned by the merchant over the same statement (`ledger-spec/settlement.md`).
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Settle {
     /// The merchant.
     pub merchant: AccountId,
@@ -434,7 +494,7 @@ pub struct Settle {
 }
 
 /// Every operation. The variant index is the enum tag on the wire: append only.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Op {
     /// Tag 0.
@@ -490,7 +550,7 @@ impl Op {
 }
 
 /// What the signer signs: everything in a [`SignedOp`] but the signature.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Envelope {
     /// The ledger this op is meant for; a signature never replays across ledgers.
     pub chain_id: String,
@@ -505,7 +565,7 @@ pub struct Envelope {
 }
 
 /// An envelope with its signature over `OP_SIGNING_DOMAIN || canonical(envelope)`.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SignedOp {
     /// The signed content.
     pub envelope: Envelope,
@@ -524,4 +584,31 @@ pub struct Entry {
     pub timestamp_ms: u64,
     /// The op.
     pub signed_op: SignedOp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `UpdateItem.available_until_ms` keeps its three meanings through JSON.
+    #[test]
+    fn regression_update_item_until_round_trips_through_json() {
+        for until in [None, Some(None), Some(Some(5u64))] {
+            let op = UpdateItem {
+                item_id: 1,
+                title: None,
+                description: None,
+                price: None,
+                stock_delta: 0,
+                limit_per_order: None,
+                limit_per_member: None,
+                available_from_ms: None,
+                available_until_ms: until,
+                active: None,
+            };
+            let json = serde_json::to_string(&op).unwrap();
+            let back: UpdateItem = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, op, "{json}");
+        }
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rand_core::{OsRng, RngCore};
 use tokio::sync::watch;
 
+use crate::api::auth::AuthConfig;
 use crate::api::{self, AppState, Limits};
 use crate::checkpoint::Checkpoint;
 use crate::client::{self, DEFAULT_TTL_MS};
@@ -40,6 +41,8 @@ pub struct ServeConfig {
     pub store: StoreConfig,
     /// Request limits.
     pub limits: Limits,
+    /// Signed-request authentication of private reads.
+    pub auth: AuthConfig,
     /// A new checkpoint is signed at most this often while entries arrive.
     pub checkpoint_interval_ms: u64,
 }
@@ -55,6 +58,7 @@ impl ServeConfig {
             minor_unit_digits: 2,
             store: StoreConfig::default(),
             limits: Limits::default(),
+            auth: AuthConfig::default(),
             checkpoint_interval_ms: 1000,
         }
     }
@@ -339,14 +343,16 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             .clone()
             .run(sequencer.watch_tip(), config.checkpoint_interval_ms),
     );
-    let app = AppState {
-        store: store.clone(),
-        sequencer: sequencer.clone(),
-        limits: Arc::new(config.limits.clone()),
-        checkpointer: checkpointer.clone(),
-    };
+    let app = AppState::new(
+        store.clone(),
+        sequencer.clone(),
+        config.limits.clone(),
+        config.auth.clone(),
+        checkpointer.clone(),
+    )?;
     let router = api::router(app);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let final_checkpointer = checkpointer.clone();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -354,6 +360,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             })
             .await;
         // Every handler has returned: drop our handle so the sequencer drains and stops.
+        let final_tip = sequencer.watch_tip();
         drop(sequencer);
         cp_task.abort();
         let joined = tokio::task::spawn_blocking(move || writer_thread.join()).await;
@@ -361,10 +368,14 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             tracing::error!("the sequencer thread did not stop cleanly");
         }
         // A last checkpoint of the final tip, so a restart serves it at once.
-        if let Ok(head) = store.applied_head() {
-            if head.next_seq > 0 {
-                let _ = store.sync();
+        let tip = *final_tip.borrow();
+        if tip.size > 0 {
+            if let Err(e) = final_checkpointer.checkpoint(tip).await {
+                tracing::error!(error = %e, "final checkpoint failed");
             }
+        }
+        if let Err(e) = store.sync() {
+            tracing::error!(error = %e, "final sync failed");
         }
         served.map_err(|source| ServeError::Listen { addr, source })
     });

@@ -18,6 +18,7 @@ use points_ledger::crypto::{self, Keypair};
 use points_ledger::merkle::{self, Frontier};
 use points_ledger::op::*;
 use points_ledger::rules::{self, Ctx, OpIdRecord, Outcome, Rejection, State, VerifiedOp};
+use points_ledger::settlement::{self, SettleBody};
 
 fn load(name: &str) -> Value {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "ledger-spec", "vectors", name]
@@ -176,6 +177,18 @@ fn replay_chain(chain: &Value) -> Vec<Ledger> {
         assert_eq!(hex::encode(leaf), text(&e["leaf_hash"]), "leaf hash {at}");
         assert_eq!(entry.signed_op.envelope.op.kind(), text(&e["op_type"]));
 
+        if let Op::Settle(st) = &entry.signed_op.envelope.op {
+            // The statement the Settle carries is the one the rules compute.
+            let book = ledger.state.book(&st.merchant).cloned().unwrap_or_default();
+            let statement = settlement::statement(st.merchant, &book, st.to_seq)
+                .unwrap_or_else(|r| panic!("statement {at}: {r}"));
+            assert_eq!(statement.totals, st.totals, "statement {at}");
+            assert_eq!(
+                serde_json::to_value(&statement).unwrap(),
+                e["statement"],
+                "statement {at}"
+            );
+        }
         let verified = VerifiedOp::verify(entry.signed_op.clone())
             .unwrap_or_else(|r| panic!("signature {at}: {r}"));
         let ctx = Ctx {
@@ -238,14 +251,25 @@ fn ops_encode_sign_and_decode_exactly() {
     let mut kinds: Vec<&str> = Vec::new();
     for v in vectors {
         let name = text(&v["name"]);
-        let envelope: Envelope = serde_json::from_value(v["envelope"].clone())
-            .unwrap_or_else(|e| panic!("{name}: JSON envelope: {e}"));
+        let envelope = codec::decode_signed_op(&unhex(&v["signed_op_hex"]))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .envelope;
         assert_eq!(envelope.op.kind(), text(&v["op_type"]), "{name}");
         kinds.push(envelope.op.kind());
+        // The JSON form is what serde produces; it parses back to the same envelope unless
+        // the vector says it cannot (`Some(None)` and `None` are both `null`).
         assert_eq!(
             serde_json::to_value(&envelope).unwrap(),
             v["envelope"],
             "{name}: JSON form"
+        );
+        let from_json: Envelope = serde_json::from_value(v["envelope"].clone())
+            .unwrap_or_else(|e| panic!("{name}: JSON envelope: {e}"));
+        let round_trips = v["json_round_trip"].as_bool().unwrap_or(true);
+        assert_eq!(
+            from_json == envelope,
+            round_trips,
+            "{name}: JSON round trip"
         );
 
         let envelope_bytes = codec::encode_envelope(&envelope);
@@ -287,6 +311,28 @@ fn ops_encode_sign_and_decode_exactly() {
         assert_eq!(&signed_bytes[..envelope_bytes.len()], &envelope_bytes[..]);
         assert_eq!(&signed_bytes[envelope_bytes.len()..], &signature[..]);
         assert_eq!(codec::decode_signed_op(&signed_bytes).as_ref(), Ok(&signed));
+        if let Op::Settle(st) = &signed.envelope.op {
+            let body = SettleBody {
+                chain_id: signed.envelope.chain_id.clone(),
+                merchant: st.merchant,
+                from_seq: st.from_seq,
+                to_seq: st.to_seq,
+                totals: st.totals,
+            };
+            let cpayload = settlement::countersign_payload(&body);
+            assert_eq!(cpayload, unhex(&v["countersign_payload_hex"]), "{name}");
+            assert_eq!(
+                &cpayload[..settlement::SETTLE_DOMAIN.len()],
+                settlement::SETTLE_DOMAIN
+            );
+            assert_eq!(
+                hex::encode(keys[&st.merchant].sign(&cpayload)),
+                st.merchant_signature.to_hex(),
+                "{name}: countersignature"
+            );
+            crypto::verify(&st.merchant.0, &cpayload, &st.merchant_signature.0)
+                .unwrap_or_else(|e| panic!("{name}: countersignature: {e}"));
+        }
         let verified = VerifiedOp::verify(signed).unwrap_or_else(|r| panic!("{name}: {r}"));
         assert_eq!(hex::encode(verified.digest()), text(&v["payload_digest"]));
     }
@@ -299,6 +345,12 @@ fn ops_encode_sign_and_decode_exactly() {
         "earn",
         "transfer",
         "burn",
+        "list_item",
+        "update_item",
+        "redeem",
+        "fulfill_order",
+        "cancel_order",
+        "settle",
     ] {
         assert!(kinds.contains(&kind), "no op vector of type {kind}");
     }
@@ -330,6 +382,42 @@ fn chain_replays_to_the_stated_state_and_root() {
         last.state.totals().supply,
         last.state.balances().values().sum::<u64>()
     );
+    let items = fin["items"].as_object().expect("items");
+    assert_eq!(items.len(), last.state.items().len());
+    for (item_id, expected) in items {
+        let item = last.state.item(item_id.parse().unwrap()).expect("item");
+        assert_eq!(
+            &serde_json::to_value(item).unwrap(),
+            expected,
+            "item {item_id}"
+        );
+    }
+    for (order_id, expected) in fin["orders"].as_object().expect("orders") {
+        let order = last.state.order(order_id.parse().unwrap()).expect("order");
+        assert_eq!(
+            &serde_json::to_value(order).unwrap(),
+            expected,
+            "order {order_id}"
+        );
+    }
+    for (sid, expected) in fin["settlements"].as_object().expect("settlements") {
+        let record = last
+            .state
+            .settlement(sid.parse().unwrap())
+            .expect("settlement");
+        assert_eq!(
+            &serde_json::to_value(record).unwrap(),
+            expected,
+            "settlement {sid}"
+        );
+    }
+    for (merchant, expected) in fin["books"].as_object().expect("books") {
+        let merchant: AccountId = merchant.parse().unwrap();
+        let book = last.state.book(&merchant).expect("book");
+        assert_eq!(book.settled_to, num(&expected["settled_to"]));
+        assert_eq!(book.settlements, num(&expected["settlements"]));
+        assert_eq!(book.events.len() as u64, num(&expected["open_events"]));
+    }
 
     // Retries of ops already in the chain are duplicates and change nothing.
     for r in list(&chain["retries"]) {
