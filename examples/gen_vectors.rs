@@ -25,6 +25,9 @@ use points_ledger::op::*;
 use points_ledger::rules::{self, Ctx, Effects, OpIdRecord, Outcome, Rejection, State, VerifiedOp};
 use points_ledger::settlement::{self, SettleBody, StatementTotals};
 
+#[path = "gen_vectors/loyalty.rs"]
+mod loyalty;
+
 /// The chain id of every vector (except the wrong-chain ones).
 const CHAIN_ID: &str = "points-ledger.example/spec/v1";
 /// 2025-01-01T00:00:00Z in unix milliseconds.
@@ -300,6 +303,7 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     to: merchant,
                     amount: Points(1_000_000),
                     memo: bytes("INV-2025-0001"),
+                    expires_at_ms: None,
                 }),
             )),
         },
@@ -314,6 +318,8 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     amount: Points(1_500),
                     reason: EarnReason::Purchase,
                     reference: bytes("receipt-000417"),
+                    expires_at_ms: None,
+                    pending: None,
                 }),
             )),
         },
@@ -328,6 +334,8 @@ fn chain_ops(k: &Keys) -> Vec<ChainOp> {
                     amount: Points(250),
                     reason: EarnReason::Task,
                     reference: bytes("task:survey-12"),
+                    expires_at_ms: None,
+                    pending: None,
                 }),
             )),
         },
@@ -928,6 +936,7 @@ fn main() {
         None,
         &update_all,
     ));
+    op_vectors.extend(loyalty::write_chain(&out, &k));
     let batch_ops = vec![signed[4].clone(), signed[5].clone()];
     write_json(
         &out,
@@ -982,6 +991,7 @@ fn main() {
             to,
             amount: Points(amount),
             memo,
+            expires_at_ms: None,
         })
     };
     let earn = |member: AccountId, amount: u64, reference: Bytes| {
@@ -990,6 +1000,8 @@ fn main() {
             amount: Points(amount),
             reason: EarnReason::Purchase,
             reference,
+            expires_at_ms: None,
+            pending: None,
         })
     };
     let burn = |from: AccountId, amount: u64, reason: BurnReason| {
@@ -1987,6 +1999,8 @@ fn main() {
             c.op.envelope.op.clone(),
         );
     }
+
+    cases.extend(loyalty::invalid_cases(&k, n, after_ts(n)));
 
     let mut rejections = Vec::new();
     for c in &cases {

@@ -1,6 +1,12 @@
 //! A client for merchants' systems, member apps and auditors: build and sign ops locally,
 //! submit them with retries that are safe because op ids are idempotent, and read the ledger.
+//!
+//! A client made [`Client::with_key`] signs every request (`ledger-spec/api.md` §3), so it
+//! may read what that key may read: its own wallet, a merchant's orders and statements, or
+//! everything for an auditor or the issuer.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand_core::{OsRng, RngCore};
@@ -79,11 +85,42 @@ impl ClientError {
     }
 }
 
+/// The key a client signs requests with, and what the signature needs.
+#[derive(Debug)]
+struct RequestSigner {
+    key: Keypair,
+    /// The server's chain id, learned from `/v1/info` on first use.
+    chain_id: OnceLock<String>,
+    /// The last `ts` used: each request gets a later one, so two identical requests from
+    /// this client never carry the same signature (the server refuses a replayed one).
+    last_ts_ms: AtomicU64,
+}
+
+impl RequestSigner {
+    fn next_ts(&self) -> u64 {
+        let now = now_ms();
+        let mut last = self.last_ts_ms.load(Ordering::Relaxed);
+        loop {
+            let ts = now.max(last + 1);
+            match self.last_ts_ms.compare_exchange_weak(
+                last,
+                ts,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return ts,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+}
+
 /// An HTTP client of one server.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    signer: Option<Arc<RequestSigner>>,
     /// Attempts for a submission (idempotent, so retrying is safe).
     pub submit_attempts: u32,
 }
@@ -99,13 +136,80 @@ impl Client {
         Client {
             http,
             base: base.trim_end_matches('/').to_string(),
+            signer: None,
             submit_attempts: 5,
         }
+    }
+
+    /// This client, signing every request with `key` from now on.
+    pub fn with_key(mut self, key: Keypair) -> Client {
+        self.signer = Some(Arc::new(RequestSigner {
+            key,
+            chain_id: OnceLock::new(),
+            last_ts_ms: AtomicU64::new(0),
+        }));
+        self
+    }
+
+    /// This client, signing for `chain_id` without asking the server for it first.
+    pub fn with_chain_id(self, chain_id: &str) -> Client {
+        if let Some(s) = &self.signer {
+            let _ = s.chain_id.set(chain_id.to_string());
+        }
+        self
+    }
+
+    /// The account requests are signed by, if any.
+    pub fn signer(&self) -> Option<AccountId> {
+        self.signer.as_ref().map(|s| AccountId(s.key.public_key()))
     }
 
     /// The server's base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// A request to `path` (starting with `/`), signed when the client has a key.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        let url = reqwest::Url::parse(&format!("{}{}", self.base, path))
+            .map_err(|e| ClientError::Unexpected(format!("bad URL {}{path}: {e}", self.base)))?;
+        let Some(signer) = &self.signer else {
+            return Ok(self.http.request(method, url));
+        };
+        let chain_id = match signer.chain_id.get() {
+            Some(c) => c.clone(),
+            None => {
+                let info: InfoResponse = Self::decode(
+                    self.http
+                        .get(format!("{}/v1/info", self.base))
+                        .send()
+                        .await?,
+                )
+                .await?;
+                signer.chain_id.get_or_init(|| info.chain_id).clone()
+            }
+        };
+        // Sign the path and query exactly as they go on the wire (after URL normalisation).
+        let mut path_and_query = url.path().to_string();
+        if let Some(q) = url.query() {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
+        let value = crate::api::auth::authorization_value(
+            &signer.key,
+            method.as_str(),
+            &path_and_query,
+            signer.next_ts(),
+            &chain_id,
+        );
+        Ok(self
+            .http
+            .request(method, url)
+            .header(reqwest::header::AUTHORIZATION, value))
     }
 
     async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
@@ -128,8 +232,8 @@ impl Client {
     /// GETs a JSON document at `path` (starting with `/`).
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let resp = self
-            .http
-            .get(format!("{}{}", self.base, path))
+            .request(reqwest::Method::GET, path)
+            .await?
             .send()
             .await?;
         Self::decode(resp).await
@@ -138,8 +242,8 @@ impl Client {
     /// GETs `path` asking for JSON (`Accept: application/json`), for routes that also serve text.
     pub async fn get_json_accept<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let resp = self
-            .http
-            .get(format!("{}{}", self.base, path))
+            .request(reqwest::Method::GET, path)
+            .await?
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await?;
@@ -149,8 +253,8 @@ impl Client {
     /// POSTs an empty body to `path` and decodes the JSON answer.
     pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let resp = self
-            .http
-            .post(format!("{}{}", self.base, path))
+            .request(reqwest::Method::POST, path)
+            .await?
             .send()
             .await?;
         Self::decode(resp).await
@@ -163,8 +267,8 @@ impl Client {
         body: String,
     ) -> Result<T, ClientError> {
         let resp = self
-            .http
-            .post(format!("{}{}", self.base, path))
+            .request(reqwest::Method::POST, path)
+            .await?
             .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(body)
             .send()
@@ -178,8 +282,8 @@ impl Client {
         out: &mut (impl std::io::Write + Send),
     ) -> Result<u64, ClientError> {
         let mut resp = self
-            .http
-            .get(format!("{}/v1/export", self.base))
+            .request(reqwest::Method::GET, "/v1/export")
+            .await?
             .send()
             .await?;
         if !resp.status().is_success() {
@@ -200,8 +304,8 @@ impl Client {
     /// GETs a text document at `path`.
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let resp = self
-            .http
-            .get(format!("{}{}", self.base, path))
+            .request(reqwest::Method::GET, path)
+            .await?
             .send()
             .await?;
         let status = resp.status();
@@ -330,8 +434,10 @@ pub struct Wallet {
 
 impl Wallet {
     /// Connects: learns the chain id from the server.
+    /// The client signs its reads with the wallet's key.
     pub async fn connect(key: Keypair, client: Client) -> Result<Wallet, ClientError> {
         let info = client.info().await?;
+        let client = client.with_key(key.clone()).with_chain_id(&info.chain_id);
         Ok(Wallet {
             key,
             chain_id: info.chain_id,

@@ -304,9 +304,10 @@ pub(crate) fn redeem(
         .merchant(&merchant)
         .map(|m| m.redeem_rate)
         .ok_or(Rejection::UnknownMerchant)?;
-    state.check_move(&signer, &merchant, total)?;
+    state.check_move(&signer, &merchant, total, ctx.timestamp_ms)?;
     // Effects.
-    state.do_move(&signer, &merchant, total);
+    let lots = state.do_move(&signer, &merchant, total, ctx.timestamp_ms);
+    crate::loyalty::keep_order_lots(state, ctx.seq, lots);
     let item = state.items.get_mut(&op.item_id).expect("checked above");
     item.stock -= op.quantity;
     item.units_redeemed += op.quantity;
@@ -339,13 +340,19 @@ pub(crate) fn redeem(
         },
     );
     // A merchant redeeming another merchant's item spends points like a transfer out.
-    settlement::record(state, &signer, ctx.seq, BookEvent::TransferredOut { points: total });
+    settlement::record(
+        state,
+        &signer,
+        ctx.seq,
+        BookEvent::TransferredOut { points: total },
+    );
     let both = Parties::two(signer, merchant);
     let mut e = effects(both, Some(both));
     e.books = Some(both);
     e.item = Some(op.item_id);
     e.order = Some(ctx.seq);
     e.held = Some((signer, op.item_id));
+    e.loyalty.order_lots = Some(ctx.seq);
     Ok(e)
 }
 
@@ -375,8 +382,10 @@ pub(crate) fn fulfill_order(
     order.status = OrderStatus::Fulfilled;
     order.closed_seq = Some(ctx.seq);
     order.fulfilment_reference = op.reference.clone();
+    crate::loyalty::drop_order_lots(state, op.order_id);
     let mut e = effects(Parties::two(signer, member), None);
     e.order = Some(op.order_id);
+    e.loyalty.order_lots = Some(op.order_id);
     Ok(e)
 }
 
@@ -432,9 +441,16 @@ pub(crate) fn cancel_order(
         .map(|i| i.stock.checked_add(quantity))
         .ok_or(Rejection::UnknownItem)?
         .ok_or(Rejection::Overflow)?;
-    state.check_move(&merchant, &member, total)?;
-    // Effects.
-    state.do_move(&merchant, &member, total);
+    state.check_move(&merchant, &member, total, ctx.timestamp_ms)?;
+    // Effects: the member gets back the lots the order took (`ledger-spec/loyalty.md` §2.3).
+    crate::loyalty::refund_order(
+        state,
+        op.order_id,
+        &merchant,
+        &member,
+        total,
+        ctx.timestamp_ms,
+    );
     let item = state.items.get_mut(&item_id).expect("checked above");
     item.stock = stock_after;
     item.units_redeemed -= quantity;
@@ -458,12 +474,18 @@ pub(crate) fn cancel_order(
             after_settlement,
         },
     );
-    settlement::record(state, &member, ctx.seq, BookEvent::TransferredIn { points: total });
+    settlement::record(
+        state,
+        &member,
+        ctx.seq,
+        BookEvent::TransferredIn { points: total },
+    );
     let both = Parties::two(member, merchant);
     let mut e = effects(both, Some(both));
     e.books = Some(both);
     e.item = Some(item_id);
     e.order = Some(op.order_id);
     e.held = Some((member, item_id));
+    e.loyalty.order_lots = Some(op.order_id);
     Ok(e)
 }

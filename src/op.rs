@@ -350,6 +350,9 @@ pub struct Mint {
     pub amount: Points,
     /// Opaque memo (invoice number).
     pub memo: Bytes,
+    /// When the minted lot expires (unix ms); none = never (`ledger-spec/loyalty.md` §2).
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
 }
 
 /// A merchant awards points from its float to a member.
@@ -363,6 +366,31 @@ pub struct Earn {
     pub reason: EarnReason,
     /// Opaque reference: receipt or task id (never personal data).
     pub reference: Bytes,
+    /// When the awarded lot expires (unix ms); none = never (`ledger-spec/loyalty.md` §2).
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
+    /// Held back until released: none = available at once (`ledger-spec/loyalty.md` §3).
+    #[serde(default)]
+    pub pending: Option<Pending>,
+}
+
+/// Terms of a pending award: the points are the member's but cannot be spent until released.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    Encode,
+    Decode,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+pub struct Pending {
+    /// Released at this time (unix ms); none = only when the merchant confirms (ConfirmEarn).
+    pub release_at_ms: Option<u64>,
 }
 
 /// Moves points from the signer to another account.
@@ -493,6 +521,70 @@ pub struct Settle {
     pub merchant_signature: Signature,
 }
 
+/// Burns an account's lots that expired by `as_of_ms`. Issuer only; `amount` must equal
+/// their sum exactly (`ledger-spec/loyalty.md` §2.4).
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Expire {
+    /// The account whose expired lots are burned.
+    pub account: AccountId,
+    /// Lots expiring at or before this time (unix ms) are burned; at most the entry's timestamp.
+    pub as_of_ms: u64,
+    /// The sum of those lots.
+    pub amount: Points,
+}
+
+/// The merchant releases one of its pending awards now (`ledger-spec/loyalty.md` §3.2).
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConfirmEarn {
+    /// The award (seq of its Earn entry).
+    pub earn_id: u64,
+}
+
+/// The merchant takes back one of its awards (a returned purchase): a pending award is
+/// cancelled, a released one clawed back as far as the member's points allow
+/// (`ledger-spec/loyalty.md` §3.3).
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReverseEarn {
+    /// The award (seq of its Earn entry).
+    pub earn_id: u64,
+    /// Opaque reason (return id).
+    pub reason: Bytes,
+}
+
+/// One membership tier.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Tier {
+    /// Display name (text rule).
+    pub name: String,
+    /// Growth within the window needed to hold the tier.
+    pub min_growth: u64,
+}
+
+/// A growth rate for one earn reason, overriding the default.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema,
+)]
+pub struct ReasonRate {
+    /// The reason.
+    pub reason: EarnReason,
+    /// Growth per point for it (`minor_units` growth per `per_points` points).
+    pub rate: Rate,
+}
+
+/// Sets the program's tiers and how growth (成长值) accrues. Issuer only; applies to awards
+/// made from this entry on (`ledger-spec/loyalty.md` §4).
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SetTiers {
+    /// Tiers, lowest first: the first needs 0 growth, each next one more.
+    pub tiers: Vec<Tier>,
+    /// Growth counts for this long after its award is released (rolling window), in ms.
+    pub window_ms: u64,
+    /// Growth per point awarded: `minor_units` growth per `per_points` points, rounded down.
+    pub growth_per_point: Rate,
+    /// Per-reason rates replacing `growth_per_point` (each reason at most once).
+    pub reason_rates: Vec<ReasonRate>,
+}
+
 /// Every operation. The variant index is the enum tag on the wire: append only.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -525,6 +617,14 @@ pub enum Op {
     CancelOrder(CancelOrder),
     /// Tag 13.
     Settle(Settle),
+    /// Tag 14.
+    Expire(Expire),
+    /// Tag 15.
+    ConfirmEarn(ConfirmEarn),
+    /// Tag 16.
+    ReverseEarn(ReverseEarn),
+    /// Tag 17.
+    SetTiers(SetTiers),
 }
 
 impl Op {
@@ -545,6 +645,10 @@ impl Op {
             Op::FulfillOrder(_) => "fulfill_order",
             Op::CancelOrder(_) => "cancel_order",
             Op::Settle(_) => "settle",
+            Op::Expire(_) => "expire",
+            Op::ConfirmEarn(_) => "confirm_earn",
+            Op::ReverseEarn(_) => "reverse_earn",
+            Op::SetTiers(_) => "set_tiers",
         }
     }
 }

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::codec;
 use crate::crypto;
+use crate::loyalty::{self, LoyaltyEffects, LoyaltyState};
 use crate::mall::{self, ItemRecord, OrderRecord};
 use crate::op::*;
 use crate::settlement::{self, BookEvent, MerchantBook, SettlementRecord};
@@ -200,6 +201,15 @@ pub enum Rejection {
     /// The totals differ from the statement recomputed from the chain.
     #[error("the totals differ from the statement recomputed from the chain")]
     StatementMismatch,
+    /// An Expire's amount is not exactly the sum of the account's expired lots.
+    #[error("the amount is not the sum of the account's lots expired by as_of_ms")]
+    ExpiryMismatch,
+    /// No such award.
+    #[error("no such earn")]
+    UnknownEarn,
+    /// The award is already released (confirm) or reversed.
+    #[error("the earn is no longer pending, or already reversed")]
+    EarnClosed,
 }
 
 impl Rejection {
@@ -236,6 +246,9 @@ impl Rejection {
             Rejection::PeriodMismatch => "period_mismatch",
             Rejection::BadCountersignature => "bad_countersignature",
             Rejection::StatementMismatch => "statement_mismatch",
+            Rejection::ExpiryMismatch => "expiry_mismatch",
+            Rejection::UnknownEarn => "unknown_earn",
+            Rejection::EarnClosed => "earn_closed",
         }
     }
 
@@ -272,6 +285,9 @@ impl Rejection {
         "period_mismatch",
         "bad_countersignature",
         "statement_mismatch",
+        "expiry_mismatch",
+        "unknown_earn",
+        "earn_closed",
     ];
 }
 
@@ -422,6 +438,8 @@ pub struct Effects {
     pub books: Option<Parties>,
     /// A settlement closed: (merchant, period end, settlement id).
     pub settled: Option<(AccountId, u64, u64)>,
+    /// What changed in the loyalty state (lots, awards, order lots, tiers).
+    pub loyalty: LoyaltyEffects,
 }
 
 impl Effects {
@@ -439,6 +457,7 @@ impl Effects {
             held: None,
             books: None,
             settled: None,
+            loyalty: LoyaltyEffects::default(),
         }
     }
 }
@@ -460,15 +479,16 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     info: Option<LedgerInfo>,
-    balances: HashMap<AccountId, u64>,
+    pub(crate) balances: HashMap<AccountId, u64>,
     merchants: HashMap<AccountId, MerchantRecord>,
     auditors: HashMap<AccountId, AuditorRecord>,
-    totals: Totals,
+    pub(crate) totals: Totals,
     pub(crate) items: HashMap<u64, ItemRecord>,
     pub(crate) orders: HashMap<u64, OrderRecord>,
     pub(crate) held: HashMap<(AccountId, u64), u64>,
     pub(crate) books: HashMap<AccountId, MerchantBook>,
     pub(crate) settlements: HashMap<u64, SettlementRecord>,
+    pub(crate) loyalty: LoyaltyState,
 }
 
 /// Everything a [`State`] is made of, for loading it from storage.
@@ -494,6 +514,8 @@ pub struct StateParts {
     pub books: HashMap<AccountId, MerchantBook>,
     /// Settlements.
     pub settlements: HashMap<u64, SettlementRecord>,
+    /// Lots, pending awards, award records, order lots and tiers.
+    pub loyalty: LoyaltyState,
 }
 
 /// An invariant that does not hold: always a bug or corruption, never bad input.
@@ -520,6 +542,7 @@ impl State {
             held: p.held,
             books: p.books,
             settlements: p.settlements,
+            loyalty: p.loyalty,
         }
     }
 
@@ -631,25 +654,25 @@ impl State {
                 self.totals.minted, self.totals.burned, self.totals.supply
             )));
         }
-        Ok(())
+        loyalty::check_invariants(self)
     }
 }
 
-fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
+pub(crate) fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
     if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
         return Err(Rejection::InvalidField(field));
     }
     Ok(())
 }
 
-fn check_bytes(field: &'static str, value: &Bytes) -> Result<(), Rejection> {
+pub(crate) fn check_bytes(field: &'static str, value: &Bytes) -> Result<(), Rejection> {
     if value.0.len() > REFERENCE_LEN_MAX {
         return Err(Rejection::InvalidField(field));
     }
     Ok(())
 }
 
-fn check_rate(field: &'static str, rate: &Rate) -> Result<(), Rejection> {
+pub(crate) fn check_rate(field: &'static str, rate: &Rate) -> Result<(), Rejection> {
     if rate.per_points == 0 {
         return Err(Rejection::InvalidField(field));
     }
@@ -666,7 +689,7 @@ pub fn valid_chain_id(chain_id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
 }
 
-fn check_amount(amount: Points) -> Result<u64, Rejection> {
+pub(crate) fn check_amount(amount: Points) -> Result<u64, Rejection> {
     if amount.0 == 0 {
         return Err(Rejection::ZeroAmount);
     }
@@ -674,14 +697,14 @@ fn check_amount(amount: Points) -> Result<u64, Rejection> {
 }
 
 impl State {
-    fn check_new_account(&self, account: &AccountId) -> Result<(), Rejection> {
+    pub(crate) fn check_new_account(&self, account: &AccountId) -> Result<(), Rejection> {
         if self.balances.contains_key(account) {
             return Ok(());
         }
         crypto::check_public_key(&account.0).map_err(|_| Rejection::InvalidAccount)
     }
 
-    fn check_merchant_signer(&self, signer: &AccountId) -> Result<(), Rejection> {
+    pub(crate) fn check_merchant_signer(&self, signer: &AccountId) -> Result<(), Rejection> {
         match self.merchants.get(signer) {
             None => Err(Rejection::NotAuthorized),
             Some(m) if m.status == MerchantStatus::Suspended => Err(Rejection::MerchantSuspended),
@@ -696,14 +719,16 @@ impl State {
         }
     }
 
-    /// Checks a debit and a credit without applying them.
+    /// Checks a debit and a credit without applying them: `from` must be able to spend
+    /// `amount` at `now_ms` (unexpired lots; `ledger-spec/loyalty.md` §2).
     pub(crate) fn check_move(
         &self,
         from: &AccountId,
         to: &AccountId,
         amount: u64,
+        now_ms: u64,
     ) -> Result<(), Rejection> {
-        if self.balance(from) < amount {
+        if self.spendable(from, now_ms) < amount {
             return Err(Rejection::InsufficientFunds);
         }
         self.balance(to)
@@ -712,10 +737,18 @@ impl State {
         Ok(())
     }
 
-    /// Burns `amount` from `from` (already checked to be covered).
-    pub(crate) fn burn_from(&mut self, from: &AccountId, amount: u64) -> Result<(), Rejection> {
+    /// Burns `amount` spendable points from `from` (already checked to be covered).
+    pub(crate) fn burn_from(
+        &mut self,
+        from: &AccountId,
+        amount: u64,
+        now_ms: u64,
+    ) -> Result<(), Rejection> {
         if amount == 0 {
             return Ok(());
+        }
+        if self.spendable(from, now_ms) < amount {
+            return Err(Rejection::InsufficientFunds);
         }
         let burned = self
             .totals
@@ -731,22 +764,52 @@ impl State {
             .ok_or(Rejection::InsufficientFunds)?;
         self.totals.burned = burned;
         self.totals.supply -= amount;
+        loyalty::take_burned(self, from, amount, now_ms);
         Ok(())
     }
 
-    pub(crate) fn do_move(&mut self, from: &AccountId, to: &AccountId, amount: u64) {
+    /// Moves `amount` (checked by [`State::check_move`]) and its lots; returns the lots taken.
+    pub(crate) fn do_move(
+        &mut self,
+        from: &AccountId,
+        to: &AccountId,
+        amount: u64,
+        now_ms: u64,
+    ) -> loyalty::Lots {
         let from_balance = self.balances.entry(*from).or_insert(0);
         *from_balance -= amount;
         let to_balance = self.balances.entry(*to).or_insert(0);
         *to_balance += amount;
+        loyalty::move_lots(self, from, to, amount, now_ms)
     }
 }
 
 /// Applies one verified op at `ctx` to `state`, or says why it is refused (state unchanged).
 ///
 /// The order of checks is normative (`ledger-spec/rules.md` §3): genesis/chain, op id, expiry,
-/// then the op's own checks (authority, fields, accounts, funds, overflow).
+/// then the op's own checks (authority, fields, accounts, funds, overflow). Before them, the
+/// pending awards of the accounts the op touches whose release time has come are released
+/// (`ledger-spec/loyalty.md` §3.4); a refused or duplicate op puts them back.
 pub fn apply(
+    state: &mut State,
+    op_ids: &mut impl OpIdIndex,
+    ctx: Ctx,
+    verified: &VerifiedOp,
+) -> Result<Outcome, Rejection> {
+    let released = loyalty::release_due(state, &verified.signed_op().envelope, ctx.timestamp_ms);
+    match apply_op(state, op_ids, ctx, verified) {
+        Ok(Outcome::Applied(mut effects)) => {
+            effects.loyalty.holdings |= effects.balances_changed || released.any();
+            Ok(Outcome::Applied(effects))
+        }
+        other => {
+            loyalty::undo_release(state, released);
+            other
+        }
+    }
+}
+
+fn apply_op(
     state: &mut State,
     op_ids: &mut impl OpIdIndex,
     ctx: Ctx,
@@ -822,6 +885,7 @@ pub fn apply(
                 held: None,
                 books: None,
                 settled: None,
+                loyalty: LoyaltyEffects::default(),
             }
         }
         Op::RegisterMerchant(r) => {
@@ -860,6 +924,7 @@ pub fn apply(
                 held: None,
                 books: None,
                 settled: None,
+                loyalty: LoyaltyEffects::default(),
             }
         }
         Op::UpdateMerchant(u) => {
@@ -903,6 +968,7 @@ pub fn apply(
                 held: None,
                 books: None,
                 settled: None,
+                loyalty: LoyaltyEffects::default(),
             }
         }
         Op::RegisterAuditor(r) => {
@@ -936,6 +1002,7 @@ pub fn apply(
                 held: None,
                 books: None,
                 settled: None,
+                loyalty: LoyaltyEffects::default(),
             }
         }
         Op::Mint(m) => {
@@ -945,6 +1012,7 @@ pub fn apply(
             check_bytes("memo", &m.memo)?;
             let amount = check_amount(m.amount)?;
             state.check_new_account(&m.to)?;
+            loyalty::check_new_lot(state, ctx, &m.to, m.expires_at_ms)?;
             let supply = state
                 .totals
                 .supply
@@ -959,6 +1027,7 @@ pub fn apply(
             state.totals.supply = supply;
             state.totals.minted = minted;
             *state.balances.entry(m.to).or_insert(0) += amount;
+            loyalty::credit_minted(state, &m.to, amount, m.expires_at_ms);
             let rate = state.merchants.get(&m.to).map(|r| r.issue_rate);
             if let Some(rate) = rate {
                 settlement::record(
@@ -978,38 +1047,7 @@ pub fn apply(
                 ..Effects::none(Parties::two(signer, m.to))
             }
         }
-        Op::Earn(e) => {
-            state.check_merchant_signer(&signer)?;
-            check_bytes("reference", &e.reference)?;
-            let amount = check_amount(e.amount)?;
-            if e.member == signer {
-                return Err(Rejection::SelfTransfer);
-            }
-            state.check_new_account(&e.member)?;
-            state.check_move(&signer, &e.member, amount)?;
-            state.do_move(&signer, &e.member, amount);
-            settlement::record(
-                state,
-                &signer,
-                ctx.seq,
-                BookEvent::Awarded { points: amount },
-            );
-            if state.merchants.contains_key(&e.member) {
-                settlement::record(
-                    state,
-                    &e.member,
-                    ctx.seq,
-                    BookEvent::TransferredIn { points: amount },
-                );
-            }
-            let both = Parties::two(signer, e.member);
-            Effects {
-                balances: both,
-                balances_changed: true,
-                books: Some(both),
-                ..Effects::none(both)
-            }
-        }
+        Op::Earn(e) => loyalty::earn(state, ctx, signer, e)?,
         Op::Transfer(t) => {
             state.check_not_suspended(&signer)?;
             check_bytes("memo", &t.memo)?;
@@ -1018,8 +1056,8 @@ pub fn apply(
                 return Err(Rejection::SelfTransfer);
             }
             state.check_new_account(&t.to)?;
-            state.check_move(&signer, &t.to, amount)?;
-            state.do_move(&signer, &t.to, amount);
+            state.check_move(&signer, &t.to, amount, ctx.timestamp_ms)?;
+            state.do_move(&signer, &t.to, amount, ctx.timestamp_ms);
             settlement::record(
                 state,
                 &signer,
@@ -1058,7 +1096,7 @@ pub fn apply(
             if !state.balances.contains_key(&b.from) {
                 return Err(Rejection::UnknownAccount);
             }
-            if state.balance(&b.from) < amount {
+            if state.spendable(&b.from, ctx.timestamp_ms) < amount {
                 return Err(Rejection::InsufficientFunds);
             }
             let burned = state
@@ -1069,6 +1107,7 @@ pub fn apply(
             state.totals.burned = burned;
             state.totals.supply -= amount;
             *state.balances.entry(b.from).or_insert(0) -= amount;
+            loyalty::take_burned(state, &b.from, amount, ctx.timestamp_ms);
             settlement::record(
                 state,
                 &b.from,
@@ -1094,6 +1133,10 @@ pub fn apply(
             let chain_id = env.chain_id.clone();
             settlement::settle(state, ctx, signer, issuer, &chain_id, op)?
         }
+        Op::Expire(op) => loyalty::expire(state, ctx, signer, issuer, op)?,
+        Op::ConfirmEarn(op) => loyalty::confirm_earn(state, ctx, signer, op)?,
+        Op::ReverseEarn(op) => loyalty::reverse_earn(state, ctx, signer, op)?,
+        Op::SetTiers(op) => loyalty::set_tiers(state, ctx, signer, issuer, op)?,
     };
 
     op_ids.record(

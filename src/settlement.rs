@@ -73,6 +73,15 @@ pub enum BookEvent {
         /// Points.
         points: u64,
     },
+    /// One of the merchant's awards reversed (ReverseEarn, `ledger-spec/loyalty.md` §3.3).
+    AwardReversed {
+        /// The award (seq of its Earn).
+        earn_id: u64,
+        /// Points back in the merchant's float.
+        points: u64,
+        /// Points the member had already spent, not recovered.
+        unrecovered: u64,
+    },
 }
 
 /// A merchant's book: where its open period starts and what happened since.
@@ -97,7 +106,18 @@ pub struct BookHeader {
 
 /// The totals of a statement: what both parties sign and the rules recompute.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Encode,
+    Decode,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 pub struct StatementTotals {
     /// Points minted into the merchant's float.
@@ -132,10 +152,14 @@ pub struct StatementTotals {
     pub due_to_merchant: u64,
     /// Net money the merchant pays the operator (0 if the operator pays).
     pub due_from_merchant: u64,
+    /// Points back in the merchant's float from reversed awards (ReverseEarn).
+    pub points_reversed: u64,
+    /// Points of reversed awards the members had already spent, not recovered.
+    pub points_unrecovered: u64,
 }
 
 /// One rate group of a statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatementLine {
     /// `purchase`, `redemption`, `refund`, `clawback` or `float_credit`.
     pub category: String,
@@ -148,7 +172,7 @@ pub struct StatementLine {
 }
 
 /// A merchant's statement for the period `(from_seq, to_seq]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Statement {
     /// The merchant.
     pub merchant: AccountId,
@@ -185,7 +209,7 @@ pub fn countersign_payload(body: &SettleBody) -> Vec<u8> {
 }
 
 /// A settled period, kept in the derived state.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SettlementRecord {
     /// Settlement id: the seq of the Settle entry.
     pub settlement_id: u64,
@@ -259,6 +283,14 @@ pub fn statement(
             BookEvent::TransferredIn { points } => add(&mut t.transfers_in, points)?,
             BookEvent::TransferredOut { points } => add(&mut t.transfers_out, points)?,
             BookEvent::Burned { points } => add(&mut t.points_burned, points)?,
+            BookEvent::AwardReversed {
+                points,
+                unrecovered,
+                ..
+            } => {
+                add(&mut t.points_reversed, points)?;
+                add(&mut t.points_unrecovered, unrecovered)?;
+            }
         }
     }
     let mut lines = Vec::with_capacity(groups.len());
@@ -355,11 +387,11 @@ pub(crate) fn settle(
         return Err(Rejection::StatementMismatch);
     }
     let burn = computed.totals.points_to_burn;
-    if state.balance(&op.merchant) < burn {
+    if state.spendable(&op.merchant, ctx.timestamp_ms) < burn {
         return Err(Rejection::InsufficientFunds);
     }
     // Effects.
-    state.burn_from(&op.merchant, burn)?;
+    state.burn_from(&op.merchant, burn, ctx.timestamp_ms)?;
     let book = state.books.entry(op.merchant).or_default();
     book.events.retain(|(seq, _)| *seq > op.to_seq);
     book.settled_to = op.to_seq;

@@ -32,6 +32,8 @@ use crate::rules::{
 };
 use crate::settlement::{BookEvent, BookHeader, MerchantBook, SettlementRecord};
 
+mod loyalty;
+
 const P_BALANCE: u8 = b'A';
 const P_MERCHANT: u8 = b'M';
 const P_AUDITOR: u8 = b'U';
@@ -48,6 +50,13 @@ const P_MERCHANT_ITEMS: u8 = b'i';
 const P_MEMBER_ORDERS: u8 = b'w';
 const P_MERCHANT_ORDERS: u8 = b'x';
 const P_MERCHANT_SETTLEMENTS: u8 = b's';
+// Loyalty records (`store/loyalty.rs`).
+const P_HOLDINGS: u8 = b'l';
+const P_EARN: u8 = b'e';
+const P_MEMBER_EARNS: u8 = b'j';
+const P_MERCHANT_EARNS: u8 = b'k';
+const P_ORDER_LOTS: u8 = b'o';
+const K_TIERS: &[u8] = b"Gtiers";
 const K_INFO: &[u8] = b"Ginfo";
 const K_TOTALS: &[u8] = b"Gtotals";
 const K_HEAD: &[u8] = b"Ghead";
@@ -56,6 +65,14 @@ const K_HEAD: &[u8] = b"Ghead";
 const REPLAY_CHUNK_ENTRIES: usize = 8192;
 /// Entries whose links are re-checked on every open.
 const TAIL_CHECK_ENTRIES: u64 = 64;
+/// Free space a write must find beyond its own bytes: sled may pad out its current log
+/// buffer and rewrite whole tree nodes, and the derived writes of the previous group reach
+/// the file with the next flush.
+const SPACE_HEADROOM_BYTES: u64 = 128 * 1024;
+/// Disk bytes assumed per canonical byte of a write (entry, derived records, sled framing).
+const SPACE_PROBE_FACTOR: u64 = 6;
+/// Name of the free-space probe file in the database folder (empty between probes).
+const SPACE_PROBE_FILE: &str = "space.probe";
 
 /// Tunables of the store, with documented defaults.
 #[derive(Debug, Clone)]
@@ -109,10 +126,24 @@ pub enum StoreError {
     /// A Merkle node is missing or inconsistent.
     #[error("merkle tree: {0}")]
     Merkle(#[from] MerkleError),
+    /// The disk holding the ledger cannot take the next write; nothing was written.
+    #[error("the disk holding {path} has less than {bytes} bytes free ({source}); writes are refused until space is freed")]
+    NoSpace {
+        /// The ledger folder.
+        path: PathBuf,
+        /// Bytes the write needed free.
+        bytes: u64,
+        /// What the probe write got.
+        source: std::io::Error,
+    },
+    /// An earlier write failed and the database could not be reloaded; this process refuses
+    /// writes until it is restarted (reads still work).
+    #[error("the store refuses writes until the service is restarted: {0}")]
+    Failed(String),
 }
 
 /// What an accepted op gets back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     /// Seq of the entry holding the op.
     pub seq: u64,
@@ -236,6 +267,11 @@ impl Store {
             .path(path)
             .cache_capacity(config.cache_bytes)
             .mode(sled::Mode::HighThroughput)
+            // Every write reaches the file inside `commit_group` or `put_checkpoint`, after
+            // their free-space probe: a failed write poisons a sled database until it is
+            // reopened, so none may happen behind the writer's back (durability never relied
+            // on the timer: `sync` is explicit).
+            .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(ref io)
@@ -382,6 +418,16 @@ impl Store {
         })
     }
 
+    /// Accounts that ever held points: a scan of the balance index, O(accounts) (metrics).
+    pub fn account_count(&self) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        for key in self.derived.scan_prefix([P_BALANCE]).keys() {
+            key?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// An account's balance, `None` if it never held points.
     pub fn balance(&self, account: &AccountId) -> Result<Option<u64>, StoreError> {
         self.derived
@@ -483,8 +529,64 @@ impl Store {
         }
     }
 
+    /// Checks that the ledger's disk can take a write of about `bytes` (plus headroom for
+    /// sled's own overhead) by writing that much to a probe file and truncating it again.
+    /// A write that fails inside sled poisons the database until it is reopened, so every
+    /// write is preceded by this probe and refused cleanly instead (`NoSpace`).
+    fn check_space(&self, bytes: u64) -> Result<(), StoreError> {
+        let total = bytes
+            .saturating_mul(SPACE_PROBE_FACTOR)
+            .saturating_add(SPACE_HEADROOM_BYTES);
+        let probe = self.path.join(SPACE_PROBE_FILE);
+        let result = (|| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&probe)?;
+            let zeros = [0u8; 64 * 1024];
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            f.set_len(0)
+        })();
+        result.map_err(|source| {
+            // Give the space back even when the probe stopped half-way.
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&probe)
+                .and_then(|f| f.set_len(0));
+            StoreError::NoSpace {
+                path: self.path.clone(),
+                bytes: total,
+                source,
+            }
+        })
+    }
+
+    /// Test hook for corruption tests: overwrites the stored bytes of entry `seq` with
+    /// `bytes`, unchecked, and makes that durable. Never called by the ledger itself.
+    #[doc(hidden)]
+    pub fn raw_put_entry(&self, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.entries.insert(be(seq), bytes)?;
+        self.sync()
+    }
+
+    /// Test hook for corruption tests: deletes entry `seq`, unchecked, and makes that
+    /// durable. Never called by the ledger itself.
+    #[doc(hidden)]
+    pub fn raw_remove_entry(&self, seq: u64) -> Result<(), StoreError> {
+        self.entries.remove(be(seq))?;
+        self.sync()
+    }
+
     /// Stores a signed checkpoint note (durably).
     pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        self.check_space(note.len() as u64)?;
         self.checkpoints.insert(be(size), note.as_bytes())?;
         self.sync()
     }
@@ -568,6 +670,7 @@ impl Store {
                 decode_rec(&v, "settlement")?,
             );
         }
+        p.loyalty = loyalty::load(self)?;
         Ok(State::from_parts(p))
     }
 
@@ -838,6 +941,8 @@ pub struct Writer {
     state: State,
     head: Head,
     frontier: Frontier,
+    /// Set when a failed group could not be undone by reloading: writes stay refused.
+    broken: Option<String>,
 }
 
 /// Stages the derived writes of one applied entry.
@@ -950,6 +1055,7 @@ fn stage_effects(
             );
         }
     }
+    loyalty::stage(batch, state, entry, effects);
 }
 
 fn stage_nodes(batch: &mut sled::Batch, nodes: &[(u8, u64, merkle::Hash)]) {
@@ -984,6 +1090,7 @@ impl Writer {
             state,
             head,
             frontier,
+            broken: None,
         };
         writer.check_tail()?;
         writer.replay()?;
@@ -997,20 +1104,32 @@ impl Writer {
         Ok(writer)
     }
 
-    /// Re-checks the hash links of the last applied entries against the stored head.
+    /// Re-checks the last applied entries against the stored head, newest first: entry
+    /// `n - 1` must hash to the head's hash, and every entry must hash to the `prev_hash`
+    /// its successor recorded. Walking back from the trusted head names the damaged entry
+    /// itself, not the one after it.
     fn check_tail(&self) -> Result<(), StoreError> {
         let n = self.head.next_seq;
-        if n == 0 {
-            return Ok(());
-        }
         let first = n.saturating_sub(TAIL_CHECK_ENTRIES);
-        let mut expected_prev: Option<Hash32> = None;
-        let mut last_hash = Hash32::ZERO;
-        for seq in first..n {
+        let mut expected = self.head.hash;
+        for seq in (first..n).rev() {
             let bytes = self.store.entry_bytes(seq)?.ok_or(StoreError::Corrupt {
                 seq,
                 detail: "entry is missing".into(),
             })?;
+            if chain::entry_hash(&bytes) != expected {
+                return Err(StoreError::Corrupt {
+                    seq,
+                    detail: if seq + 1 == n {
+                        "entry's hash differs from the recorded head".into()
+                    } else {
+                        format!(
+                            "entry's hash differs from the prev_hash recorded in entry {}",
+                            seq + 1
+                        )
+                    },
+                });
+            }
             let entry = codec::decode_entry(&bytes).map_err(|e| StoreError::Corrupt {
                 seq,
                 detail: format!("entry does not decode: {e}"),
@@ -1021,21 +1140,12 @@ impl Writer {
                     detail: format!("entry stored under seq {seq} says seq {}", entry.seq),
                 });
             }
-            if let Some(prev) = expected_prev {
-                if entry.prev_hash != prev {
-                    return Err(StoreError::Corrupt {
-                        seq,
-                        detail: "prev_hash does not match the previous entry's hash".into(),
-                    });
-                }
-            }
-            last_hash = chain::entry_hash(&bytes);
-            expected_prev = Some(last_hash);
+            expected = entry.prev_hash;
         }
-        if last_hash != self.head.hash {
+        if n > 0 && first == 0 && expected != Hash32::ZERO {
             return Err(StoreError::Corrupt {
-                seq: n - 1,
-                detail: "last applied entry's hash differs from the recorded head".into(),
+                seq: 0,
+                detail: "entry 0's prev_hash is not zero".into(),
             });
         }
         Ok(())
@@ -1144,6 +1254,17 @@ impl Writer {
         &mut self,
         ops: Vec<SignedOp>,
     ) -> Result<Vec<Result<Receipt, Rejection>>, StoreError> {
+        if let Some(reason) = &self.broken {
+            return Err(StoreError::Failed(reason.clone()));
+        }
+        // Refuse the group before anything changes if the disk cannot take it.
+        let bytes: u64 = ops
+            .iter()
+            .map(|op| codec::encode_signed_op(op).len() as u64)
+            .sum();
+        self.store.check_space(bytes)?;
+        let durable_head = self.head;
+        let durable_frontier = self.frontier.clone();
         let verified = rules::verify_many(ops);
         let now = now_ms();
         let first_new = self.head.next_seq;
@@ -1209,7 +1330,12 @@ impl Writer {
         });
         if let Err(e) = durable {
             tracing::error!(error = %e, "group commit failed; reloading state from disk");
-            self.recover_after_failure(first_new, new_entries.len() as u64);
+            self.recover_after_failure(
+                first_new,
+                new_entries.len() as u64,
+                durable_head,
+                durable_frontier,
+            );
             return Err(e);
         }
         let mut out = Vec::with_capacity(results.len());
@@ -1244,15 +1370,33 @@ impl Writer {
     }
 
     /// After a failed group: take the group's entries back out of the log if they got in, and
-    /// reload the state from what is on disk.
-    fn recover_after_failure(&mut self, first_new: u64, count: u64) {
+    /// reload the state from what is on disk. If that reload fails too (a write failure
+    /// inside sled poisons the database until it is reopened), go back to the last durable
+    /// head, so nothing of the failed group is ever published, and refuse every later group.
+    fn recover_after_failure(
+        &mut self,
+        first_new: u64,
+        count: u64,
+        durable_head: Head,
+        durable_frontier: Frontier,
+    ) {
         for seq in first_new..first_new + count {
             let _ = self.store.entries.remove(be(seq));
         }
         let _ = self.store.sync();
         match Writer::open(self.store.clone()) {
             Ok(fresh) => *self = fresh,
-            Err(e) => tracing::error!(error = %e, "reload after a failed commit also failed"),
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "reload after a failed commit also failed; refusing writes until restarted"
+                );
+                self.head = durable_head;
+                self.frontier = durable_frontier;
+                self.broken = Some(format!(
+                    "a group commit failed and the reload after it failed: {e}"
+                ));
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::chain;
 use crate::checkpoint::{Checkpoint, NoteError, NoteVerifier};
 use crate::client::{Client, ClientError};
 use crate::codec;
+use crate::loyalty::EarnRecord;
 use crate::mall::OrderRecord;
 use crate::merkle::{self, MerkleError};
 use crate::op::{AccountId, Entry, Hash32, Op};
@@ -160,6 +161,18 @@ pub fn check_proven_entry(
     cp: &Checkpoint,
     order: Option<&OrderRecord>,
 ) -> Result<Entry, VerifyError> {
+    check_proven_entry_with(item, account, cp, order, None)
+}
+
+/// [`check_proven_entry`] for entries that also need the award they confirm or reverse
+/// (`earn`, as served by `GET /v1/earns/{id}`; see [`earn_needed`]).
+pub fn check_proven_entry_with(
+    item: &ProvenEntry,
+    account: &AccountId,
+    cp: &Checkpoint,
+    order: Option<&OrderRecord>,
+    earn: Option<&EarnRecord>,
+) -> Result<Entry, VerifyError> {
     let seq = item.entry.seq;
     let bad = |what: String| VerifyError::Entry { seq, what };
     let bytes =
@@ -179,7 +192,7 @@ pub fn check_proven_entry(
     }
     VerifiedOp::verify(entry.signed_op.clone())
         .map_err(|_| bad("signature does not verify".into()))?;
-    if balance_effect(&entry, account, order)
+    if balance_effect_with(&entry, account, order, earn)
         .map_err(bad)?
         .is_none()
     {
@@ -246,6 +259,21 @@ pub fn balance_effect(
     account: &AccountId,
     order: Option<&OrderRecord>,
 ) -> Result<Option<i128>, String> {
+    balance_effect_with(entry, account, order, None)
+}
+
+/// [`balance_effect`] with the award a ConfirmEarn or ReverseEarn entry concerns (`earn`, as
+/// served by `GET /v1/earns/{id}`): the op names only the earn id, and a reversal's amount
+/// depends on what the member still held. The record is checked against the signed op
+/// (the signer made the award, this entry confirmed or reversed it, returned + unrecovered
+/// = the award); the exact amounts are established by auditors who replay the rules.
+/// Pending awards count in the balance from their Earn (`ledger-spec/loyalty.md` §3).
+pub fn balance_effect_with(
+    entry: &Entry,
+    account: &AccountId,
+    order: Option<&OrderRecord>,
+    earn: Option<&EarnRecord>,
+) -> Result<Option<i128>, String> {
     let env = &entry.signed_op.envelope;
     let signer = env.signer;
     let me = |a: &AccountId| a == account;
@@ -253,6 +281,13 @@ pub fn balance_effect(
         match order {
             Some(o) if o.order_id == id => Ok(o),
             _ => Err(format!("order {id} is needed to verify this entry")),
+        }
+    };
+    let need_earn = |id: u64| -> Result<&EarnRecord, String> {
+        match earn {
+            Some(e) if e.earn_id == id && e.merchant == signer => Ok(e),
+            Some(_) => Err(format!("the served earn {id} does not match the signed op")),
+            _ => Err(format!("earn {id} is needed to verify this entry")),
         }
     };
     Ok(match &env.op {
@@ -325,7 +360,45 @@ pub fn balance_effect(
                 me(&signer).then_some(0)
             }
         }
+        Op::Expire(x) => {
+            if me(&x.account) {
+                Some(-(x.amount.0 as i128))
+            } else {
+                me(&signer).then_some(0)
+            }
+        }
+        Op::SetTiers(_) => me(&signer).then_some(0),
+        Op::ConfirmEarn(c) => {
+            let e = need_earn(c.earn_id)?;
+            if e.confirmed_seq != Some(entry.seq) {
+                return Err("the served earn was not confirmed by this entry".into());
+            }
+            (me(&e.member) || me(&signer)).then_some(0)
+        }
+        Op::ReverseEarn(r) => {
+            let e = need_earn(r.earn_id)?;
+            if e.reversed_seq != Some(entry.seq)
+                || e.returned.0.checked_add(e.unrecovered.0) != Some(e.amount.0)
+            {
+                return Err("the served earn does not match the signed reversal".into());
+            }
+            if me(&e.member) {
+                Some(-(e.returned.0 as i128))
+            } else {
+                me(&signer).then_some(e.returned.0 as i128)
+            }
+        }
     })
+}
+
+/// The award a ConfirmEarn or ReverseEarn entry concerns, whose record
+/// [`balance_effect_with`] needs.
+pub fn earn_needed(entry: &Entry) -> Option<u64> {
+    match &entry.signed_op.envelope.op {
+        Op::ConfirmEarn(c) => Some(c.earn_id),
+        Op::ReverseEarn(r) => Some(r.earn_id),
+        _ => None,
+    }
 }
 
 /// The order an entry creates or closes, if it is a mall entry that needs one.
@@ -346,6 +419,14 @@ fn order_needed_for(item: &ProvenEntry) -> Result<Option<u64>, VerifyError> {
         signed_op: item.entry.op.clone(),
     };
     Ok(order_needed(&e))
+}
+
+fn earn_needed_for(item: &ProvenEntry) -> Option<u64> {
+    match &item.entry.op.envelope.op {
+        Op::ConfirmEarn(c) => Some(c.earn_id),
+        Op::ReverseEarn(r) => Some(r.earn_id),
+        _ => None,
+    }
 }
 
 /// What [`verify_wallet`] established.
@@ -455,8 +536,16 @@ pub async fn verify_wallet_with(
                 ),
                 None => None,
             };
-            let entry = check_proven_entry(item, account, &cp, order.as_ref())?;
-            balance += balance_effect(&entry, account, order.as_ref())
+            let earn = match earn_needed_for(item) {
+                Some(id) => Some(
+                    client
+                        .get_json::<EarnRecord>(&format!("/v1/earns/{id}"))
+                        .await?,
+                ),
+                None => None,
+            };
+            let entry = check_proven_entry_with(item, account, &cp, order.as_ref(), earn.as_ref())?;
+            balance += balance_effect_with(&entry, account, order.as_ref(), earn.as_ref())
                 .map_err(|what| VerifyError::Entry {
                     seq: entry.seq,
                     what,

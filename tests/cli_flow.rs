@@ -7,7 +7,8 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use common::{http_get, run_points, Run, ServeChild};
+use common::{http_get, http_get_as, run_points, Run, ServeChild};
+use points_ledger::crypto::Keypair;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -198,61 +199,61 @@ impl Flow {
     /// 500 to A; A transfers 120 to B and burns 30.
     fn newcomer_ops(&self) -> Vec<Value> {
         let m = self.merchant.public.as_str();
-        let mut receipts = vec![];
-        receipts.push(self.wallet_json(
-            &self.issuer,
-            &[
-                "register-merchant",
-                "--merchant",
-                m,
-                "--name",
-                "Corner Coffee",
-                "--issue-rate",
-                "1/1",
-                "--redeem-rate",
-                "9/10",
-            ],
-        ));
-        receipts.push(self.wallet_json(
-            &self.issuer,
-            &[
-                "mint",
-                "--to",
-                m,
-                "--amount",
-                "10000",
-                "--memo",
-                "inv-2024-001",
-            ],
-        ));
-        receipts.push(self.wallet_json(
-            &self.merchant,
-            &[
-                "earn",
-                "--member",
-                &self.a.public,
-                "--amount",
-                "500",
-                "--reason",
-                "purchase",
-                "--reference",
-                "receipt-0001",
-            ],
-        ));
-        receipts.push(self.wallet_json(
-            &self.a,
-            &[
-                "transfer",
-                "--to",
-                &self.b.public,
-                "--amount",
-                "120",
-                "--memo",
-                "lunch",
-            ],
-        ));
-        receipts.push(self.wallet_json(&self.a, &["burn", "--amount", "30"]));
-        receipts
+        vec![
+            self.wallet_json(
+                &self.issuer,
+                &[
+                    "register-merchant",
+                    "--merchant",
+                    m,
+                    "--name",
+                    "Corner Coffee",
+                    "--issue-rate",
+                    "1/1",
+                    "--redeem-rate",
+                    "9/10",
+                ],
+            ),
+            self.wallet_json(
+                &self.issuer,
+                &[
+                    "mint",
+                    "--to",
+                    m,
+                    "--amount",
+                    "10000",
+                    "--memo",
+                    "inv-2024-001",
+                ],
+            ),
+            self.wallet_json(
+                &self.merchant,
+                &[
+                    "earn",
+                    "--member",
+                    &self.a.public,
+                    "--amount",
+                    "500",
+                    "--reason",
+                    "purchase",
+                    "--reference",
+                    "receipt-0001",
+                ],
+            ),
+            self.wallet_json(
+                &self.a,
+                &[
+                    "transfer",
+                    "--to",
+                    &self.b.public,
+                    "--amount",
+                    "120",
+                    "--memo",
+                    "lunch",
+                ],
+            ),
+            self.wallet_json(&self.a, &["burn", "--amount", "30"]),
+        ]
     }
 }
 
@@ -288,8 +289,12 @@ fn assert_newcomer_state(flow: &Flow) {
     assert_eq!(h(&flow.a), s(&[(3, "earn"), (4, "transfer"), (5, "burn")]));
     assert_eq!(h(&flow.b), s(&[(4, "transfer")]));
 
-    // A reads another account's wallet and history by naming it.
-    let v = flow.wallet_json(&flow.a, &["balance", &flow.merchant.public]);
+    // A may not read another account's wallet; the issuer may read any by naming it.
+    let run = flow
+        .wallet(&flow.a, &["balance", &flow.merchant.public])
+        .failed();
+    assert!(run.stderr.contains("forbidden"), "{run:#?}");
+    let v = flow.wallet_json(&flow.issuer, &["balance", &flow.merchant.public]);
     assert_eq!(v["kind"], json!("merchant"));
     assert_eq!(v["merchant"]["name"], json!("Corner Coffee"));
     assert_eq!(v["merchant"]["status"], json!("active"));
@@ -300,7 +305,7 @@ fn assert_newcomer_state(flow: &Flow) {
     let v = flow.wallet_json(&flow.a, &["balance"]);
     assert_eq!(v["kind"], json!("member"));
     assert_eq!(v["balance"], json!(350));
-    let v = flow.wallet_json(&flow.b, &["balance", &flow.issuer.public]);
+    let v = flow.wallet_json(&flow.issuer, &["balance", &flow.issuer.public]);
     assert_eq!(v["kind"], json!("issuer"));
 
     // The earn in A's history carries the reason and the reference, as lowercase hex.
@@ -344,7 +349,14 @@ fn newcomer_flow_with_the_real_binary() {
         assert_eq!(r["op"]["envelope"]["signer"], json!(signer), "{r}");
         assert_eq!(r["op"]["envelope"]["chain_id"], chain_id, "{r}");
         assert_eq!(r["entry_hash"].as_str().expect("hash").len(), 64);
-        let (status, body) = http_get(flow.addr(), &format!("/v1/entries/{seq}")).expect("entry");
+        let issuer = Keypair::read_file(&flow.issuer.path).expect("issuer key");
+        let chain = chain_id.as_str().expect("chain id");
+        let (status, body) = http_get_as(
+            flow.addr(),
+            &format!("/v1/entries/{seq}"),
+            Some((&issuer, chain)),
+        )
+        .expect("entry");
         assert_eq!(status, 200, "{body}");
         let entry: Value = serde_json::from_str(&body).expect("entry JSON");
         assert_eq!(entry["entry_hash"], r["entry_hash"]);

@@ -168,7 +168,11 @@ impl Mall {
     async fn new() -> Mall {
         let srv = TestServer::start().await;
         let (shop, rival) = (Keypair::generate(), Keypair::generate());
-        let (alice, bob, carol) = (Keypair::generate(), Keypair::generate(), Keypair::generate());
+        let (alice, bob, carol) = (
+            Keypair::generate(),
+            Keypair::generate(),
+            Keypair::generate(),
+        );
         srv.register_merchant(&shop, "Corner Shop").await;
         srv.register_merchant(&rival, "Rival Goods").await;
         srv.mint(&id(&shop), 100_000).await;
@@ -215,7 +219,10 @@ impl Mall {
 
     /// The whole catalog, in id order.
     async fn catalog(&self) -> Vec<ItemRecord> {
-        walk(&self.srv, "/v1/mall/items", 1000, |i: &ItemRecord| i.item_id).await
+        walk(&self.srv, "/v1/mall/items", 1000, |i: &ItemRecord| {
+            i.item_id
+        })
+        .await
     }
 
     /// Every order of both merchants, in id order.
@@ -247,11 +254,18 @@ impl Mall {
     /// Submits an op that must be refused with `code`, and checks that nothing changed:
     /// the tip, the totals, every balance, every item and every order.
     async fn refused(&self, key: &Keypair, op: Op, code: &str) {
-        let (balances, catalog, orders) =
-            (self.balances().await, self.catalog().await, self.all_orders().await);
+        let (balances, catalog, orders) = (
+            self.balances().await,
+            self.catalog().await,
+            self.all_orders().await,
+        );
         self.srv.refused(key, op, code).await;
         assert_eq!(self.balances().await, balances, "`{code}` moved points");
-        assert_eq!(self.catalog().await, catalog, "`{code}` changed the catalog");
+        assert_eq!(
+            self.catalog().await,
+            catalog,
+            "`{code}` changed the catalog"
+        );
         assert_eq!(self.all_orders().await, orders, "`{code}` changed an order");
     }
 }
@@ -267,13 +281,18 @@ async fn list_redeem_fulfil_and_cancel_with_exact_refunds() {
     let (shop, alice, bob) = (id(&m.shop), id(&m.alice), id(&m.bob));
 
     // The merchant lists: the item id is the seq of the ListItem entry.
-    let receipt = srv
-        .ok(&m.shop, Op::ListItem(listing("Mug", 30, 5)))
-        .await;
+    let receipt = srv.ok(&m.shop, Op::ListItem(listing("Mug", 30, 5))).await;
     let mug = receipt.seq;
     let it = item(srv, mug).await;
     assert_eq!(
-        (it.item_id, it.merchant, it.price, it.stock, it.units_redeemed, it.active),
+        (
+            it.item_id,
+            it.merchant,
+            it.price,
+            it.stock,
+            it.units_redeemed,
+            it.active
+        ),
         (mug, shop, Points(30), 5, 0, true)
     );
     assert_eq!(it.updated_seq, mug);
@@ -286,25 +305,39 @@ async fn list_redeem_fulfil_and_cancel_with_exact_refunds() {
         (o.order_id, o.item_id, o.merchant, o.member, o.quantity),
         (o1, mug, shop, alice, 2)
     );
-    assert_eq!((o.unit_price, o.total, o.status), (Points(30), Points(60), OrderStatus::Open));
+    assert_eq!(
+        (o.unit_price, o.total, o.status),
+        (Points(30), Points(60), OrderStatus::Open)
+    );
     assert_eq!(o.closed_seq, None);
-    assert_eq!(o.redeem_rate, Rate { minor_units: 1, per_points: 1 });
+    assert_eq!(
+        o.redeem_rate,
+        Rate {
+            minor_units: 1,
+            per_points: 1
+        }
+    );
     assert_eq!(balance(srv, &alice).await, 940);
     assert_eq!(balance(srv, &shop).await, 100_000 - 2_000 + 60);
     let it = item(srv, mug).await;
     assert_eq!((it.stock, it.units_redeemed), (3, 2));
 
     // Only the merchant fulfils; then the order is closed for good.
-    m.refused(&m.alice, fulfill(o1, "x"), "not_authorized").await;
-    m.refused(&m.rival, fulfill(o1, "x"), "not_authorized").await;
+    m.refused(&m.alice, fulfill(o1, "x"), "not_authorized")
+        .await;
+    m.refused(&m.rival, fulfill(o1, "x"), "not_authorized")
+        .await;
     let f = m.ok(&m.shop, fulfill(o1, "parcel-1")).await;
     let o = order(srv, o1).await;
     assert_eq!(o.status, OrderStatus::Fulfilled);
     assert_eq!(o.closed_seq, Some(f.seq));
     assert_eq!(o.fulfilment_reference, Bytes(b"parcel-1".to_vec()));
-    m.refused(&m.shop, fulfill(o1, "again"), "order_closed").await;
-    m.refused(&m.shop, cancel(o1, "too late"), "order_closed").await;
-    m.refused(&m.alice, cancel(o1, "too late"), "order_closed").await;
+    m.refused(&m.shop, fulfill(o1, "again"), "order_closed")
+        .await;
+    m.refused(&m.shop, cancel(o1, "too late"), "order_closed")
+        .await;
+    m.refused(&m.alice, cancel(o1, "too late"), "order_closed")
+        .await;
     // Fulfilling changes no balance and no stock.
     assert_eq!(balance(srv, &alice).await, 940);
     assert_eq!(item(srv, mug).await.stock, 3);
@@ -314,8 +347,10 @@ async fn list_redeem_fulfil_and_cancel_with_exact_refunds() {
     let o2 = m.ok(&m.alice, redeem(mug, 3, 30)).await.seq;
     assert_eq!(item(srv, mug).await.stock, 0);
     assert_eq!(balance(srv, &alice).await, before.0 - 90);
-    m.refused(&m.bob, cancel(o2, "not mine"), "not_authorized").await;
-    m.refused(&m.rival, cancel(o2, "not mine"), "not_authorized").await;
+    m.refused(&m.bob, cancel(o2, "not mine"), "not_authorized")
+        .await;
+    m.refused(&m.rival, cancel(o2, "not mine"), "not_authorized")
+        .await;
     let c = m.ok(&m.alice, cancel(o2, "changed my mind")).await;
     let o = order(srv, o2).await;
     assert_eq!(o.status, OrderStatus::Cancelled);
@@ -327,28 +362,40 @@ async fn list_redeem_fulfil_and_cancel_with_exact_refunds() {
     );
     let it = item(srv, mug).await;
     assert_eq!((it.stock, it.units_redeemed, it.updated_seq), (3, 2, c.seq));
-    m.refused(&m.alice, cancel(o2, "again"), "order_closed").await;
-    m.refused(&m.shop, cancel(o2, "again"), "order_closed").await;
-    m.refused(&m.shop, fulfill(o2, "after all"), "order_closed").await;
+    m.refused(&m.alice, cancel(o2, "again"), "order_closed")
+        .await;
+    m.refused(&m.shop, cancel(o2, "again"), "order_closed")
+        .await;
+    m.refused(&m.shop, fulfill(o2, "after all"), "order_closed")
+        .await;
 
     // The merchant cancels Bob's open order.
     let o3 = m.ok(&m.bob, redeem(mug, 1, 30)).await.seq;
     assert_eq!(balance(srv, &bob).await, 970);
     let c = m.ok(&m.shop, cancel(o3, "out of colour")).await;
     let o = order(srv, o3).await;
-    assert_eq!((o.status, o.cancelled_by), (OrderStatus::Cancelled, Some(shop)));
+    assert_eq!(
+        (o.status, o.cancelled_by),
+        (OrderStatus::Cancelled, Some(shop))
+    );
     assert_eq!(o.closed_seq, Some(c.seq));
     assert_eq!(balance(srv, &bob).await, 1_000);
     assert_eq!(item(srv, mug).await.stock, 3);
     m.refused(&m.bob, cancel(o3, "again"), "order_closed").await;
 
     // The lists agree with the records.
-    let alice_orders = walk(srv, &format!("/v1/wallets/{alice}/orders"), 1, |o: &OrderRecord| {
-        o.order_id
-    })
+    let alice_orders = walk(
+        srv,
+        &format!("/v1/wallets/{alice}/orders"),
+        1,
+        |o: &OrderRecord| o.order_id,
+    )
     .await;
     assert_eq!(
-        alice_orders.iter().map(|o| (o.order_id, o.status)).collect::<Vec<_>>(),
+        alice_orders
+            .iter()
+            .map(|o| (o.order_id, o.status))
+            .collect::<Vec<_>>(),
         vec![(o1, OrderStatus::Fulfilled), (o2, OrderStatus::Cancelled)]
     );
     let shop_orders = m.all_orders().await;
@@ -356,7 +403,11 @@ async fn list_redeem_fulfil_and_cancel_with_exact_refunds() {
         shop_orders.iter().map(|o| o.order_id).collect::<Vec<_>>(),
         vec![o1, o2, o3]
     );
-    for (status, want) in [("open", vec![]), ("fulfilled", vec![o1]), ("cancelled", vec![o2, o3])] {
+    for (status, want) in [
+        ("open", vec![]),
+        ("fulfilled", vec![o1]),
+        ("cancelled", vec![o2, o3]),
+    ] {
         let got = walk(
             srv,
             &format!("/v1/merchants/{shop}/orders?status={status}"),
@@ -364,7 +415,11 @@ async fn list_redeem_fulfil_and_cancel_with_exact_refunds() {
             |o: &OrderRecord| o.order_id,
         )
         .await;
-        assert_eq!(got.iter().map(|o| o.order_id).collect::<Vec<_>>(), want, "{status}");
+        assert_eq!(
+            got.iter().map(|o| o.order_id).collect::<Vec<_>>(),
+            want,
+            "{status}"
+        );
     }
     // The member's history shows every mall entry of theirs.
     let seqs: BTreeSet<u64> = srv
@@ -401,9 +456,13 @@ async fn the_worked_example_of_the_spec() {
         .await;
     // 2. Alice redeems 3: pays 360, stock 7.
     let a1 = m.ok(&m.alice, redeem(lantern, 3, 120)).await.seq;
-    assert_eq!((balance(srv, &alice).await, item(srv, lantern).await.stock), (640, 7));
+    assert_eq!(
+        (balance(srv, &alice).await, item(srv, lantern).await.stock),
+        (640, 7)
+    );
     // 3. Alice asks for 2 more: 3 + 2 > 4 per member.
-    m.refused(&m.alice, redeem(lantern, 2, 120), "limit_exceeded").await;
+    m.refused(&m.alice, redeem(lantern, 2, 120), "limit_exceeded")
+        .await;
     // 4. The merchant raises the price to 150 and adds 5 units: stock 12.
     m.ok(
         &m.shop,
@@ -416,7 +475,8 @@ async fn the_worked_example_of_the_spec() {
     .await;
     assert_eq!(item(srv, lantern).await.stock, 12);
     // 5. Bob still agrees to 120 only.
-    m.refused(&m.bob, redeem(lantern, 1, 120), "price_above_max").await;
+    m.refused(&m.bob, redeem(lantern, 1, 120), "price_above_max")
+        .await;
     // 6. Bob redeems 2 at 150: pays 300.
     let b1 = m.ok(&m.bob, redeem(lantern, 2, 150)).await.seq;
     assert_eq!(order(srv, b1).await.total, Points(300));
@@ -449,7 +509,8 @@ async fn every_mall_refusal_has_its_code_and_changes_nothing() {
     let mug = m.list(&m.shop, listing("Mug", 30, 5)).await;
 
     // unknown_item / unknown_order.
-    m.refused(&m.alice, redeem(999_999, 1, 30), "unknown_item").await;
+    m.refused(&m.alice, redeem(999_999, 1, 30), "unknown_item")
+        .await;
     m.refused(
         &m.shop,
         Op::UpdateItem(UpdateItem {
@@ -459,14 +520,17 @@ async fn every_mall_refusal_has_its_code_and_changes_nothing() {
         "unknown_item",
     )
     .await;
-    m.refused(&m.shop, fulfill(999_999, ""), "unknown_order").await;
-    m.refused(&m.alice, cancel(999_999, ""), "unknown_order").await;
+    m.refused(&m.shop, fulfill(999_999, ""), "unknown_order")
+        .await;
+    m.refused(&m.alice, cancel(999_999, ""), "unknown_order")
+        .await;
     // An item id is not an order id.
     m.refused(&m.shop, fulfill(mug, ""), "unknown_order").await;
 
     // zero_amount: no units, or a free item.
     m.refused(&m.alice, redeem(mug, 0, 30), "zero_amount").await;
-    m.refused(&m.shop, Op::ListItem(listing("Free", 0, 5)), "zero_amount").await;
+    m.refused(&m.shop, Op::ListItem(listing("Free", 0, 5)), "zero_amount")
+        .await;
     m.refused(
         &m.shop,
         Op::UpdateItem(UpdateItem {
@@ -478,108 +542,203 @@ async fn every_mall_refusal_has_its_code_and_changes_nothing() {
     .await;
 
     // self_transfer: a merchant cannot redeem its own item.
-    m.refused(&m.shop, redeem(mug, 1, 30), "self_transfer").await;
+    m.refused(&m.shop, redeem(mug, 1, 30), "self_transfer")
+        .await;
 
     // item_inactive.
     let hidden = m
-        .list(&m.shop, ListItem { active: false, ..listing("Hidden", 10, 5) })
+        .list(
+            &m.shop,
+            ListItem {
+                active: false,
+                ..listing("Hidden", 10, 5)
+            },
+        )
         .await;
-    m.refused(&m.alice, redeem(hidden, 1, 10), "item_inactive").await;
-    m.ok(&m.shop, Op::UpdateItem(UpdateItem { active: Some(true), ..no_change(hidden) }))
+    m.refused(&m.alice, redeem(hidden, 1, 10), "item_inactive")
         .await;
+    m.ok(
+        &m.shop,
+        Op::UpdateItem(UpdateItem {
+            active: Some(true),
+            ..no_change(hidden)
+        }),
+    )
+    .await;
     m.ok(&m.alice, redeem(hidden, 1, 10)).await;
-    m.ok(&m.shop, Op::UpdateItem(UpdateItem { active: Some(false), ..no_change(hidden) }))
+    m.ok(
+        &m.shop,
+        Op::UpdateItem(UpdateItem {
+            active: Some(false),
+            ..no_change(hidden)
+        }),
+    )
+    .await;
+    m.refused(&m.alice, redeem(hidden, 1, 10), "item_inactive")
         .await;
-    m.refused(&m.alice, redeem(hidden, 1, 10), "item_inactive").await;
 
     // not_available: before the window opens, and after it closed (the end is exclusive).
     let later = client::now_ms() + 86_400_000;
     let soon = m
         .list(
             &m.shop,
-            ListItem { available_from_ms: later, ..listing("Soon", 10, 5) },
+            ListItem {
+                available_from_ms: later,
+                ..listing("Soon", 10, 5)
+            },
         )
         .await;
-    m.refused(&m.alice, redeem(soon, 1, 10), "not_available").await;
+    m.refused(&m.alice, redeem(soon, 1, 10), "not_available")
+        .await;
     let gone = m
         .list(
             &m.shop,
-            ListItem { available_until_ms: Some(1), ..listing("Gone", 10, 5) },
+            ListItem {
+                available_until_ms: Some(1),
+                ..listing("Gone", 10, 5)
+            },
         )
         .await;
-    m.refused(&m.alice, redeem(gone, 1, 10), "not_available").await;
+    m.refused(&m.alice, redeem(gone, 1, 10), "not_available")
+        .await;
     // Moving the window to now makes both redeemable.
     m.ok(
         &m.shop,
-        Op::UpdateItem(UpdateItem { available_from_ms: Some(0), ..no_change(soon) }),
+        Op::UpdateItem(UpdateItem {
+            available_from_ms: Some(0),
+            ..no_change(soon)
+        }),
     )
     .await;
     m.ok(&m.alice, redeem(soon, 1, 10)).await;
     m.ok(
         &m.shop,
-        Op::UpdateItem(UpdateItem { available_until_ms: Some(None), ..no_change(gone) }),
+        Op::UpdateItem(UpdateItem {
+            available_until_ms: Some(None),
+            ..no_change(gone)
+        }),
     )
     .await;
     m.ok(&m.alice, redeem(gone, 1, 10)).await;
 
     // limit_exceeded, per order.
     let capped = m
-        .list(&m.shop, ListItem { limit_per_order: 2, ..listing("Capped", 5, 100) })
+        .list(
+            &m.shop,
+            ListItem {
+                limit_per_order: 2,
+                ..listing("Capped", 5, 100)
+            },
+        )
         .await;
-    m.refused(&m.alice, redeem(capped, 3, 5), "limit_exceeded").await;
+    m.refused(&m.alice, redeem(capped, 3, 5), "limit_exceeded")
+        .await;
     m.ok(&m.alice, redeem(capped, 2, 5)).await;
     m.ok(&m.alice, redeem(capped, 2, 5)).await; // the per-order limit is per order
 
     // price_above_max: the price was raised after the member looked at it.
     let shown = item(srv, mug).await.price.0;
-    m.ok(&m.shop, Op::UpdateItem(UpdateItem { price: Some(Points(35)), ..no_change(mug) }))
+    m.ok(
+        &m.shop,
+        Op::UpdateItem(UpdateItem {
+            price: Some(Points(35)),
+            ..no_change(mug)
+        }),
+    )
+    .await;
+    m.refused(&m.alice, redeem(mug, 1, shown), "price_above_max")
         .await;
-    m.refused(&m.alice, redeem(mug, 1, shown), "price_above_max").await;
     // A lower price is paid, not the maximum.
-    m.ok(&m.shop, Op::UpdateItem(UpdateItem { price: Some(Points(25)), ..no_change(mug) }))
-        .await;
+    m.ok(
+        &m.shop,
+        Op::UpdateItem(UpdateItem {
+            price: Some(Points(25)),
+            ..no_change(mug)
+        }),
+    )
+    .await;
     let o = m.ok(&m.alice, redeem(mug, 1, shown)).await.seq;
-    assert_eq!((order(srv, o).await.unit_price, order(srv, o).await.total), (Points(25), Points(25)));
+    assert_eq!(
+        (order(srv, o).await.unit_price, order(srv, o).await.total),
+        (Points(25), Points(25))
+    );
 
     // out_of_stock.
     let rare = m.list(&m.shop, listing("Rare", 10, 1)).await;
-    m.refused(&m.alice, redeem(rare, 2, 10), "out_of_stock").await;
+    m.refused(&m.alice, redeem(rare, 2, 10), "out_of_stock")
+        .await;
     let sold_out = m.list(&m.shop, listing("Sold out", 10, 0)).await;
-    m.refused(&m.alice, redeem(sold_out, 1, 10), "out_of_stock").await;
+    m.refused(&m.alice, redeem(sold_out, 1, 10), "out_of_stock")
+        .await;
 
     // insufficient_funds: Carol holds 50; a key that never held points holds 0.
     let dear = m.list(&m.shop, listing("Dear", 60, 10)).await;
-    m.refused(&m.carol, redeem(dear, 1, 60), "insufficient_funds").await;
-    m.refused(&Keypair::generate(), redeem(dear, 1, 60), "insufficient_funds").await;
+    m.refused(&m.carol, redeem(dear, 1, 60), "insufficient_funds")
+        .await;
+    m.refused(
+        &Keypair::generate(),
+        redeem(dear, 1, 60),
+        "insufficient_funds",
+    )
+    .await;
 
     // not_authorized: another merchant's item or order; a member acting as a merchant.
     m.refused(
         &m.rival,
-        Op::UpdateItem(UpdateItem { price: Some(Points(1)), ..no_change(mug) }),
+        Op::UpdateItem(UpdateItem {
+            price: Some(Points(1)),
+            ..no_change(mug)
+        }),
         "not_authorized",
     )
     .await;
-    m.refused(&m.alice, Op::ListItem(listing("Fake", 1, 1)), "not_authorized").await;
     m.refused(
         &m.alice,
-        Op::UpdateItem(UpdateItem { price: Some(Points(1)), ..no_change(mug) }),
+        Op::ListItem(listing("Fake", 1, 1)),
+        "not_authorized",
+    )
+    .await;
+    m.refused(
+        &m.alice,
+        Op::UpdateItem(UpdateItem {
+            price: Some(Points(1)),
+            ..no_change(mug)
+        }),
         "not_authorized",
     )
     .await;
     let open = m.ok(&m.bob, redeem(mug, 1, 25)).await.seq;
-    m.refused(&m.rival, fulfill(open, ""), "not_authorized").await;
+    m.refused(&m.rival, fulfill(open, ""), "not_authorized")
+        .await;
     m.refused(&m.bob, fulfill(open, ""), "not_authorized").await;
-    m.refused(&srv.issuer, fulfill(open, ""), "not_authorized").await;
-    m.refused(&m.rival, cancel(open, ""), "not_authorized").await;
-    m.refused(&m.alice, cancel(open, ""), "not_authorized").await;
+    m.refused(&srv.issuer, fulfill(open, ""), "not_authorized")
+        .await;
+    m.refused(&m.rival, cancel(open, ""), "not_authorized")
+        .await;
+    m.refused(&m.alice, cancel(open, ""), "not_authorized")
+        .await;
 
     // invalid_field.
-    m.refused(&m.shop, Op::ListItem(listing("", 1, 1)), "invalid_field").await;
-    m.refused(&m.shop, Op::ListItem(listing(&"t".repeat(81), 1, 1)), "invalid_field").await;
-    m.refused(&m.shop, Op::ListItem(listing("Tab\there", 1, 1)), "invalid_field").await;
+    m.refused(&m.shop, Op::ListItem(listing("", 1, 1)), "invalid_field")
+        .await;
     m.refused(
         &m.shop,
-        Op::ListItem(ListItem { description: "d".repeat(281), ..listing("Long", 1, 1) }),
+        Op::ListItem(listing(&"t".repeat(81), 1, 1)),
+        "invalid_field",
+    )
+    .await;
+    m.refused(
+        &m.shop,
+        Op::ListItem(listing("Tab\there", 1, 1)),
+        "invalid_field",
+    )
+    .await;
+    m.refused(
+        &m.shop,
+        Op::ListItem(ListItem {
+            description: "d".repeat(281),
+            ..listing("Long", 1, 1)
+        }),
         "invalid_field",
     )
     .await;
@@ -595,36 +754,60 @@ async fn every_mall_refusal_has_its_code_and_changes_nothing() {
     .await;
     m.refused(
         &m.shop,
-        Op::UpdateItem(UpdateItem { stock_delta: -1_000, ..no_change(mug) }),
+        Op::UpdateItem(UpdateItem {
+            stock_delta: -1_000,
+            ..no_change(mug)
+        }),
         "invalid_field",
     )
     .await;
-    m.refused(&m.shop, fulfill(open, &"r".repeat(65)), "invalid_field").await;
-    m.refused(&m.bob, cancel(open, &"r".repeat(65)), "invalid_field").await;
+    m.refused(&m.shop, fulfill(open, &"r".repeat(65)), "invalid_field")
+        .await;
+    m.refused(&m.bob, cancel(open, &"r".repeat(65)), "invalid_field")
+        .await;
 
     // merchant_suspended: a suspended merchant's items cannot be redeemed, and it signs
     // nothing in the mall until reactivated.
     let rival_item = m.list(&m.rival, listing("Rival mug", 10, 10)).await;
     let rival_order = m.ok(&m.alice, redeem(rival_item, 1, 10)).await.seq;
-    m.ok(&srv.issuer, merchant_status_op(id(&m.rival), MerchantStatus::Suspended))
+    m.ok(
+        &srv.issuer,
+        merchant_status_op(id(&m.rival), MerchantStatus::Suspended),
+    )
+    .await;
+    m.refused(&m.alice, redeem(rival_item, 1, 10), "merchant_suspended")
         .await;
-    m.refused(&m.alice, redeem(rival_item, 1, 10), "merchant_suspended").await;
-    m.refused(&m.rival, Op::ListItem(listing("More", 1, 1)), "merchant_suspended").await;
     m.refused(
         &m.rival,
-        Op::UpdateItem(UpdateItem { stock_delta: 1, ..no_change(rival_item) }),
+        Op::ListItem(listing("More", 1, 1)),
         "merchant_suspended",
     )
     .await;
-    m.refused(&m.rival, fulfill(rival_order, ""), "merchant_suspended").await;
-    m.refused(&m.rival, cancel(rival_order, ""), "merchant_suspended").await;
-    m.refused(&m.rival, redeem(mug, 1, 25), "merchant_suspended").await;
+    m.refused(
+        &m.rival,
+        Op::UpdateItem(UpdateItem {
+            stock_delta: 1,
+            ..no_change(rival_item)
+        }),
+        "merchant_suspended",
+    )
+    .await;
+    m.refused(&m.rival, fulfill(rival_order, ""), "merchant_suspended")
+        .await;
+    m.refused(&m.rival, cancel(rival_order, ""), "merchant_suspended")
+        .await;
+    m.refused(&m.rival, redeem(mug, 1, 25), "merchant_suspended")
+        .await;
     // The member can still get their points back from a suspended merchant.
     let before = balance(srv, &id(&m.alice)).await;
-    m.ok(&m.alice, cancel(rival_order, "merchant suspended")).await;
-    assert_eq!(balance(srv, &id(&m.alice)).await, before + 10);
-    m.ok(&srv.issuer, merchant_status_op(id(&m.rival), MerchantStatus::Active))
+    m.ok(&m.alice, cancel(rival_order, "merchant suspended"))
         .await;
+    assert_eq!(balance(srv, &id(&m.alice)).await, before + 10);
+    m.ok(
+        &srv.issuer,
+        merchant_status_op(id(&m.rival), MerchantStatus::Active),
+    )
+    .await;
     m.ok(&m.alice, redeem(rival_item, 1, 10)).await;
     m.assert_conserved().await;
 }
@@ -633,26 +816,39 @@ async fn every_mall_refusal_has_its_code_and_changes_nothing() {
 async fn the_per_member_limit_counts_open_and_fulfilled_units_net_of_cancellations() {
     let m = Mall::new().await;
     let limited = m
-        .list(&m.shop, ListItem { limit_per_member: 3, ..listing("Limited", 10, 100) })
+        .list(
+            &m.shop,
+            ListItem {
+                limit_per_member: 3,
+                ..listing("Limited", 10, 100)
+            },
+        )
         .await;
     let o1 = m.ok(&m.alice, redeem(limited, 2, 10)).await.seq;
-    m.refused(&m.alice, redeem(limited, 2, 10), "limit_exceeded").await;
+    m.refused(&m.alice, redeem(limited, 2, 10), "limit_exceeded")
+        .await;
     let o2 = m.ok(&m.alice, redeem(limited, 1, 10)).await.seq;
-    m.refused(&m.alice, redeem(limited, 1, 10), "limit_exceeded").await;
+    m.refused(&m.alice, redeem(limited, 1, 10), "limit_exceeded")
+        .await;
     // Bob has his own allowance.
     m.ok(&m.bob, redeem(limited, 3, 10)).await;
     // A cancelled order gives its units back to the allowance.
     m.ok(&m.alice, cancel(o1, "")).await;
     let o3 = m.ok(&m.alice, redeem(limited, 2, 10)).await.seq;
-    m.refused(&m.alice, redeem(limited, 1, 10), "limit_exceeded").await;
+    m.refused(&m.alice, redeem(limited, 1, 10), "limit_exceeded")
+        .await;
     // A fulfilled order keeps counting.
     m.ok(&m.shop, fulfill(o2, "")).await;
     m.ok(&m.shop, fulfill(o3, "")).await;
-    m.refused(&m.alice, redeem(limited, 1, 10), "limit_exceeded").await;
+    m.refused(&m.alice, redeem(limited, 1, 10), "limit_exceeded")
+        .await;
     // Raising the limit lets her buy again.
     m.ok(
         &m.shop,
-        Op::UpdateItem(UpdateItem { limit_per_member: Some(4), ..no_change(limited) }),
+        Op::UpdateItem(UpdateItem {
+            limit_per_member: Some(4),
+            ..no_change(limited)
+        }),
     )
     .await;
     m.ok(&m.alice, redeem(limited, 1, 10)).await;
@@ -678,50 +874,87 @@ async fn redeem_checks_run_in_the_documented_order() {
         )
         .await;
     // quantity 0 before not-the-merchant.
-    m.refused(&m.shop, redeem(everything_wrong, 0, 1), "zero_amount").await;
+    m.refused(&m.shop, redeem(everything_wrong, 0, 1), "zero_amount")
+        .await;
     // self before inactive.
-    m.refused(&m.shop, redeem(everything_wrong, 5, 1), "self_transfer").await;
+    m.refused(&m.shop, redeem(everything_wrong, 5, 1), "self_transfer")
+        .await;
     // inactive before window, limits, price, stock, funds.
-    m.refused(&m.carol, redeem(everything_wrong, 5, 1), "item_inactive").await;
+    m.refused(&m.carol, redeem(everything_wrong, 5, 1), "item_inactive")
+        .await;
     m.ok(
         &m.shop,
-        Op::UpdateItem(UpdateItem { active: Some(true), ..no_change(everything_wrong) }),
+        Op::UpdateItem(UpdateItem {
+            active: Some(true),
+            ..no_change(everything_wrong)
+        }),
     )
     .await;
     // inactive before merchant suspended.
-    m.ok(&srv.issuer, merchant_status_op(id(&m.shop), MerchantStatus::Suspended))
-        .await;
-    m.refused(&m.carol, redeem(everything_wrong, 5, 1), "merchant_suspended").await;
-    m.ok(&srv.issuer, merchant_status_op(id(&m.shop), MerchantStatus::Active))
-        .await;
+    m.ok(
+        &srv.issuer,
+        merchant_status_op(id(&m.shop), MerchantStatus::Suspended),
+    )
+    .await;
+    m.refused(
+        &m.carol,
+        redeem(everything_wrong, 5, 1),
+        "merchant_suspended",
+    )
+    .await;
+    m.ok(
+        &srv.issuer,
+        merchant_status_op(id(&m.shop), MerchantStatus::Active),
+    )
+    .await;
     // window before limits.
-    m.refused(&m.carol, redeem(everything_wrong, 5, 1), "not_available").await;
+    m.refused(&m.carol, redeem(everything_wrong, 5, 1), "not_available")
+        .await;
     m.ok(
         &m.shop,
-        Op::UpdateItem(UpdateItem { available_from_ms: Some(0), ..no_change(everything_wrong) }),
+        Op::UpdateItem(UpdateItem {
+            available_from_ms: Some(0),
+            ..no_change(everything_wrong)
+        }),
     )
     .await;
     // per-order limit before price.
-    m.refused(&m.carol, redeem(everything_wrong, 5, 1), "limit_exceeded").await;
+    m.refused(&m.carol, redeem(everything_wrong, 5, 1), "limit_exceeded")
+        .await;
     // price before stock and funds.
-    m.refused(&m.carol, redeem(everything_wrong, 1, 1), "price_above_max").await;
+    m.refused(&m.carol, redeem(everything_wrong, 1, 1), "price_above_max")
+        .await;
     m.ok(
         &m.shop,
-        Op::UpdateItem(UpdateItem { limit_per_order: Some(0), ..no_change(everything_wrong) }),
+        Op::UpdateItem(UpdateItem {
+            limit_per_order: Some(0),
+            ..no_change(everything_wrong)
+        }),
     )
     .await;
     // stock before funds.
-    m.refused(&m.carol, redeem(everything_wrong, 2, 500), "out_of_stock").await;
-    m.refused(&m.carol, redeem(everything_wrong, 1, 500), "insufficient_funds").await;
+    m.refused(&m.carol, redeem(everything_wrong, 2, 500), "out_of_stock")
+        .await;
+    m.refused(
+        &m.carol,
+        redeem(everything_wrong, 1, 500),
+        "insufficient_funds",
+    )
+    .await;
 
     // Fulfil and cancel: unknown order, then authority, then suspension, then closed.
     let o = m.ok(&m.alice, redeem(everything_wrong, 1, 500)).await.seq;
     m.ok(&m.shop, fulfill(o, "")).await;
     m.refused(&m.rival, fulfill(o, ""), "not_authorized").await;
-    m.ok(&srv.issuer, merchant_status_op(id(&m.shop), MerchantStatus::Suspended))
+    m.ok(
+        &srv.issuer,
+        merchant_status_op(id(&m.shop), MerchantStatus::Suspended),
+    )
+    .await;
+    m.refused(&m.shop, fulfill(o, ""), "merchant_suspended")
         .await;
-    m.refused(&m.shop, fulfill(o, ""), "merchant_suspended").await;
-    m.refused(&m.shop, cancel(o, ""), "merchant_suspended").await;
+    m.refused(&m.shop, cancel(o, ""), "merchant_suspended")
+        .await;
     m.refused(&m.alice, cancel(o, ""), "order_closed").await;
 }
 
@@ -736,7 +969,8 @@ async fn a_refund_needs_the_merchant_to_hold_the_points() {
     let o = m.ok(&m.alice, redeem(tv, 1, 900)).await.seq;
     let all = balance(srv, &shop).await;
     m.ok(&m.shop, transfer_op(id(&m.rival), all - 100)).await;
-    m.refused(&m.alice, cancel(o, ""), "insufficient_funds").await;
+    m.refused(&m.alice, cancel(o, ""), "insufficient_funds")
+        .await;
     m.ok(&m.rival, transfer_op(shop, 800)).await;
     m.ok(&m.alice, cancel(o, "")).await;
     assert_eq!(balance(srv, &id(&m.alice)).await, 1_000);
@@ -761,7 +995,10 @@ async fn catalog_and_order_lists_filter_and_page_through_everything_once() {
         let active = i % 3 != 0;
         ops.push(srv.sign(
             key,
-            Op::ListItem(ListItem { active, ..listing(&format!("Item {i}"), price, 10) }),
+            Op::ListItem(ListItem {
+                active,
+                ..listing(&format!("Item {i}"), price, 10)
+            }),
         ));
         listed.push((0, id(key), price, active));
     }
@@ -773,15 +1010,27 @@ async fn catalog_and_order_lists_filter_and_page_through_everything_once() {
 
     let filters: Vec<(String, Box<dyn Fn(&(u64, AccountId, u64, bool)) -> bool>)> = vec![
         (String::new(), Box::new(|_| true)),
-        (format!("merchant={}", id(&m.shop)), Box::new(|l| l.1 == id(&m.shop))),
-        (format!("merchant={}", id(&m.rival)), Box::new(|l| l.1 == id(&m.rival))),
+        (
+            format!("merchant={}", id(&m.shop)),
+            Box::new(|l| l.1 == id(&m.shop)),
+        ),
+        (
+            format!("merchant={}", id(&m.rival)),
+            Box::new(|l| l.1 == id(&m.rival)),
+        ),
         ("active=true".into(), Box::new(|l| l.3)),
         ("active=false".into(), Box::new(|l| !l.3)),
         ("min_price=40".into(), Box::new(|l| l.2 >= 40)),
         ("max_price=40".into(), Box::new(|l| l.2 <= 40)),
-        ("min_price=35&max_price=90".into(), Box::new(|l| (35..=90).contains(&l.2))),
         (
-            format!("merchant={}&active=true&min_price=20&max_price=120", id(&m.rival)),
+            "min_price=35&max_price=90".into(),
+            Box::new(|l| (35..=90).contains(&l.2)),
+        ),
+        (
+            format!(
+                "merchant={}&active=true&min_price=20&max_price=120",
+                id(&m.rival)
+            ),
             Box::new(|l| l.1 == id(&m.rival) && l.3 && (20..=120).contains(&l.2)),
         ),
         ("min_price=1000".into(), Box::new(|_| false)),
@@ -831,9 +1080,12 @@ async fn catalog_and_order_lists_filter_and_page_through_everything_once() {
     m.ok(&m.alice, cancel(first_alice, "")).await;
     for (who, want) in &by_member {
         for limit in [1, 2, 1000] {
-            let got = walk(srv, &format!("/v1/wallets/{who}/orders"), limit, |o: &OrderRecord| {
-                o.order_id
-            })
+            let got = walk(
+                srv,
+                &format!("/v1/wallets/{who}/orders"),
+                limit,
+                |o: &OrderRecord| o.order_id,
+            )
             .await;
             assert_eq!(&got.iter().map(|o| o.order_id).collect::<Vec<_>>(), want);
             assert!(got.iter().all(|o| o.member == *who));
@@ -861,9 +1113,13 @@ async fn catalog_and_order_lists_filter_and_page_through_everything_once() {
         assert_eq!(&got.iter().map(|o| o.order_id).collect::<Vec<_>>(), want);
     }
     // Unknown ids are 404 problems.
-    let e = read::<ItemRecord>(srv, "/v1/mall/items/999999").await.expect_err("404");
+    let e = read::<ItemRecord>(srv, "/v1/mall/items/999999")
+        .await
+        .expect_err("404");
     assert_eq!(e.code(), Some("unknown_item"));
-    let e = read::<OrderRecord>(srv, "/v1/mall/orders/999999").await.expect_err("404");
+    let e = read::<OrderRecord>(srv, "/v1/mall/orders/999999")
+        .await
+        .expect_err("404");
     assert_eq!(e.code(), Some("unknown_order"));
 }
 
@@ -886,7 +1142,12 @@ async fn two_hundred_members_race_for_fifty_units() {
         .enumerate()
         .map(|(i, k)| srv.sign(&shop, earn_op(id(k), 100, &format!("fund-{i}"))))
         .collect();
-    for r in srv.client.submit_batch(&earns).await.expect("funding batch") {
+    for r in srv
+        .client
+        .submit_batch(&earns)
+        .await
+        .expect("funding batch")
+    {
         assert_eq!(r.status, "applied", "{:?}", r.problem);
     }
     let sale = srv
@@ -923,7 +1184,11 @@ async fn two_hundred_members_race_for_fifty_units() {
             }
         }
     }
-    assert_eq!(winners.len() as u64, UNITS, "exactly as many orders as units");
+    assert_eq!(
+        winners.len() as u64,
+        UNITS,
+        "exactly as many orders as units"
+    );
     assert_eq!(losers.len(), RACERS - UNITS as usize);
 
     let it = item(&srv, sale).await;
@@ -935,12 +1200,18 @@ async fn two_hundred_members_race_for_fifty_units() {
         |o: &OrderRecord| o.order_id,
     )
     .await;
-    assert_eq!(orders.iter().map(|o| o.order_id).collect::<BTreeSet<_>>(), order_ids);
+    assert_eq!(
+        orders.iter().map(|o| o.order_id).collect::<BTreeSet<_>>(),
+        order_ids
+    );
     assert!(orders
         .iter()
         .all(|o| o.status == OrderStatus::Open && o.quantity == 1 && o.total == Points(10)));
     let winner_keys: BTreeSet<AccountId> = winners.iter().map(|&i| id(&members[i])).collect();
-    assert_eq!(orders.iter().map(|o| o.member).collect::<BTreeSet<_>>(), winner_keys);
+    assert_eq!(
+        orders.iter().map(|o| o.member).collect::<BTreeSet<_>>(),
+        winner_keys
+    );
 
     let mut sum = 0u64;
     for (i, k) in members.iter().enumerate() {
@@ -955,4 +1226,66 @@ async fn two_hundred_members_race_for_fifty_units() {
     assert_eq!(sum, info.supply, "Σ balances = supply");
     assert_eq!(info.supply, 100 * RACERS as u64);
     assert_eq!(info.minted - info.burned, info.supply);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_suspended_merchant_cannot_cancel() {
+    // A suspended merchant was refused FulfillOrder but could still sign CancelOrder, though
+    // a suspended merchant is "refused for every op it signs". The member may still cancel.
+    let m = Mall::new().await;
+    let srv = &m.srv;
+    let mug = m.list(&m.shop, listing("Mug", 30, 5)).await;
+    let o1 = m.ok(&m.alice, redeem(mug, 1, 30)).await.seq;
+    let o2 = m.ok(&m.bob, redeem(mug, 1, 30)).await.seq;
+    m.ok(
+        &srv.issuer,
+        merchant_status_op(id(&m.shop), MerchantStatus::Suspended),
+    )
+    .await;
+    m.refused(&m.shop, cancel(o1, "suspended"), "merchant_suspended")
+        .await;
+    m.ok(&m.alice, cancel(o1, "")).await;
+    assert_eq!(balance(srv, &id(&m.alice)).await, 1_000);
+    m.ok(
+        &srv.issuer,
+        merchant_status_op(id(&m.shop), MerchantStatus::Active),
+    )
+    .await;
+    m.ok(&m.shop, cancel(o2, "reactivated")).await;
+    assert_eq!(balance(srv, &id(&m.bob)).await, 1_000);
+}
+
+#[test]
+fn the_spec_byte_examples() {
+    // ledger-spec/mall.md §3: the op bytes (tag and body) of four mall ops.
+    use points_ledger::codec;
+    let hex_of = |op: &Op| hex::encode(codec::encode_record(op));
+    let compact = |s: &str| s.split_whitespace().collect::<String>();
+    assert_eq!(
+        hex_of(&redeem(5, 3, 37)),
+        compact("0a000000 0500000000000000 0300000000000000 2500000000000000")
+    );
+    assert_eq!(
+        hex_of(&cancel(7, "")),
+        compact("0c000000 0700000000000000 0000000000000000")
+    );
+    assert_eq!(
+        hex_of(&Op::UpdateItem(UpdateItem {
+            price: Some(Points(150)),
+            stock_delta: 5,
+            available_until_ms: Some(None),
+            ..no_change(5)
+        })),
+        compact(
+            "09000000 0500000000000000 00 00 01 9600000000000000 0500000000000000 \
+             00 00 00 0100 00"
+        )
+    );
+    assert_eq!(
+        hex_of(&Op::UpdateItem(UpdateItem {
+            stock_delta: -2,
+            ..no_change(5)
+        })),
+        compact("09000000 0500000000000000 00 00 00 feffffffffffffff 00 00 00 00 00")
+    );
 }

@@ -180,6 +180,7 @@ fn run(seed: u64, steps: usize) {
                     to: id(b),
                     amount: Points(amount),
                     memo: Bytes::default(),
+                    expires_at_ms: None,
                 }),
                 a == ISSUER
                     && amount > 0
@@ -193,6 +194,8 @@ fn run(seed: u64, steps: usize) {
                     amount: Points(amount),
                     reason: EarnReason::Task,
                     reference: Bytes::default(),
+                    expires_at_ms: None,
+                    pending: None,
                 }),
                 model.merchants.contains(&a) && amount > 0 && a != b && bal(&model, a) >= amount,
             ),

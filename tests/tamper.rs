@@ -76,6 +76,7 @@ async fn build() -> Ledger {
             to: m,
             amount: Points(10_000),
             memo: Bytes::default(),
+            expires_at_ms: None,
         }),
     )
     .await;
@@ -89,6 +90,8 @@ async fn build() -> Ledger {
                 amount: Points(100 * (i as u64 + 1)),
                 reason: EarnReason::Purchase,
                 reference: Bytes(format!("r{i}").into_bytes()),
+                expires_at_ms: None,
+                pending: None,
             }),
         )
         .await;
@@ -309,7 +312,7 @@ async fn member_verifier_catches_a_rewritten_history() {
 
     // Honest server: one more earn for the member; the member verifies and keeps the state.
     let honest = server::start(config(l.dir.path())).await.unwrap();
-    let client = Client::new(&honest.url());
+    let client = Client::new(&honest.url()).with_key(member.clone());
     submit(
         &client,
         &honest.chain_id,
@@ -319,6 +322,8 @@ async fn member_verifier_catches_a_rewritten_history() {
             amount: Points(7),
             reason: EarnReason::Task,
             reference: Bytes::default(),
+            expires_at_ms: None,
+            pending: None,
         }),
     )
     .await;
@@ -329,7 +334,7 @@ async fn member_verifier_catches_a_rewritten_history() {
 
     // Forked server: same keys, same start, a different op at the same position.
     let forked = server::start(config(fork_dir.path())).await.unwrap();
-    let client = Client::new(&forked.url());
+    let client = Client::new(&forked.url()).with_key(member.clone());
     submit(
         &client,
         &forked.chain_id,
@@ -339,6 +344,8 @@ async fn member_verifier_catches_a_rewritten_history() {
             amount: Points(7),
             reason: EarnReason::Task,
             reference: Bytes::default(),
+            expires_at_ms: None,
+            pending: None,
         }),
     )
     .await;
@@ -356,6 +363,7 @@ async fn member_verifier_catches_a_rewritten_history() {
             to: AccountId(l.merchant.public_key()),
             amount: Points(1),
             memo: Bytes::default(),
+            expires_at_ms: None,
         }),
     )
     .await;

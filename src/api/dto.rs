@@ -2,6 +2,7 @@
 //! server and [`crate::client`], so both sides agree by construction.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::api::error::Problem;
 use crate::op::{AccountId, Hash32, MerchantStatus, Rate};
@@ -9,21 +10,21 @@ use crate::rules::AccountKind;
 use crate::store::Receipt;
 
 /// `POST /v1/ops` as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SubmitRequest {
     /// Canonical SignedOp bytes, lowercase hex.
     pub signed_op: String,
 }
 
 /// `POST /v1/ops/batch` as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BatchRequest {
     /// Canonical SignedOp bytes of each op, lowercase hex.
     pub signed_ops: Vec<String>,
 }
 
 /// Outcome of one op in a batch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BatchItem {
     /// `applied` (also for an idempotent retry) or `rejected`.
     pub status: String,
@@ -36,14 +37,14 @@ pub struct BatchItem {
 }
 
 /// `POST /v1/ops/batch` response: one item per op, in order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BatchResponse {
     /// Per-op outcomes.
     pub results: Vec<BatchItem>,
 }
 
 /// `GET /v1/info`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InfoResponse {
     /// The chain id every op must carry.
     pub chain_id: String,
@@ -72,7 +73,7 @@ pub struct InfoResponse {
 }
 
 /// Merchant details in a wallet response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MerchantView {
     /// Display name.
     pub name: String,
@@ -87,7 +88,7 @@ pub struct MerchantView {
 }
 
 /// `GET /v1/wallets/{account}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WalletResponse {
     /// The account.
     pub account: AccountId,
@@ -101,7 +102,7 @@ pub struct WalletResponse {
 }
 
 /// A page of receipts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Page<T> {
     /// The items, oldest first.
     pub items: Vec<T>,
@@ -111,7 +112,7 @@ pub struct Page<T> {
 }
 
 /// One entry with everything needed to check it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EntryView {
     /// Seq.
     pub seq: u64,
@@ -128,7 +129,7 @@ pub struct EntryView {
 }
 
 /// `GET /healthz`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// `ok`.
     pub status: String,
@@ -137,7 +138,7 @@ pub struct Health {
 }
 
 /// A checkpoint, parsed, with its signed note.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CheckpointView {
     /// The chain id.
     pub origin: String,
@@ -154,7 +155,7 @@ pub struct CheckpointView {
 }
 
 /// `GET /v1/proofs/inclusion`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InclusionProofView {
     /// The entry.
     pub seq: u64,
@@ -167,7 +168,7 @@ pub struct InclusionProofView {
 }
 
 /// `GET /v1/proofs/consistency`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ConsistencyProofView {
     /// Older tree size.
     pub from: u64,
@@ -178,7 +179,7 @@ pub struct ConsistencyProofView {
 }
 
 /// One history entry with its inclusion proof.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProvenEntry {
     /// The entry.
     #[serde(flatten)]
@@ -188,7 +189,7 @@ pub struct ProvenEntry {
 }
 
 /// `GET /v1/wallets/{account}/history?proofs=true`: a page verifiable against one checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProvenHistory {
     /// The account.
     pub account: AccountId,

@@ -20,6 +20,7 @@ pub const REQUEST_CODES: &[&str] = &[
     "invalid_query",
     "invalid_path",
     "not_found",
+    "method_not_allowed",
     "unauthorized",
     "forbidden",
     "timeout",
@@ -27,20 +28,41 @@ pub const REQUEST_CODES: &[&str] = &[
     "internal",
 ];
 
+/// Every problem code: the request-level ones, then the rules' rejections.
+pub fn all_codes() -> impl Iterator<Item = &'static str> {
+    REQUEST_CODES
+        .iter()
+        .chain(Rejection::ALL_CODES.iter())
+        .copied()
+}
+
 /// An RFC 9457 problem document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// `urn:points-ledger:problem:<code>`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^urn:points-ledger:problem:[a-z_]+$")]
     pub type_uri: String,
     /// Short summary of the problem type.
     pub title: String,
     /// HTTP status.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// What went wrong in this occurrence.
     pub detail: String,
     /// The stable code (the suffix of `type`), for clients that switch on it.
+    #[schema(schema_with = code_schema)]
     pub code: String,
+}
+
+fn code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(all_codes()))
+        .description(Some(
+            "The stable code (the suffix of `type`), for clients that switch on it.",
+        ))
+        .build()
 }
 
 impl Problem {
@@ -88,6 +110,15 @@ impl From<Rejection> for Problem {
 
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
+        if let StoreError::NoSpace { .. } | StoreError::Failed(_) = e {
+            // The disk is full or the store refuses writes: the request may succeed later.
+            tracing::warn!(error = %e, "write refused while serving a request");
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the ledger cannot accept writes right now; retry later",
+            );
+        }
         tracing::error!(error = %e, "store error while serving a request");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,11 +142,24 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        (
+        let mut resp = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Unavailable and timeout are transient: tell clients when to try again.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 §11.6.1: a 401 names the scheme that would be accepted.
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static(super::auth::SCHEME),
+            );
+        }
+        resp
     }
 }

@@ -6,19 +6,23 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::auth::{AccountAccess, Caller, Overseer};
 use super::dto::Page;
 use super::error::Problem;
-use super::{parse_account, AppState, PageQuery, P, Q};
+use super::{AccountPath, AppState, PageQuery, P, Q};
 use crate::mall::{ItemRecord, OrderRecord, OrderStatus};
 use crate::op::AccountId;
 use crate::rules::{self, State as LedgerState};
 use crate::settlement::{self, SettlementRecord, Statement};
 
 /// Filters of the catalog.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ItemsQuery {
-    /// Only this merchant's items.
+    /// Only this merchant's items (its account, 64 lowercase hex digits).
+    #[param(pattern = "^[0-9a-f]{64}$")]
     pub merchant: Option<String>,
     /// Only active (or inactive) items.
     pub active: Option<bool>,
@@ -32,6 +36,16 @@ pub struct ItemsQuery {
     pub limit: Option<u32>,
 }
 
+/// Browse the catalog
+///
+/// Public. Items in id order, filtered.
+#[utoipa::path(
+    get,
+    path = "/v1/mall/items",
+    tag = "mall",
+    params(ItemsQuery),
+    responses((status = 200, description = "A page of items", body = Page<ItemRecord>))
+)]
 pub(super) async fn items(
     State(app): State<AppState>,
     Q(q): Q<ItemsQuery>,
@@ -60,6 +74,19 @@ fn parse_query_account(s: &str) -> Result<AccountId, Problem> {
         .map_err(|e| Problem::bad_request("invalid_query", format!("account: {e}")))
 }
 
+/// One item
+///
+/// Public.
+#[utoipa::path(
+    get,
+    path = "/v1/mall/items/{id}",
+    tag = "mall",
+    params(("id" = u64, Path, description = "Item id (seq of its ListItem entry)")),
+    responses(
+        (status = 200, description = "The item", body = ItemRecord),
+        (status = 404, description = "`unknown_item`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(super) async fn item(
     State(app): State<AppState>,
     P(id): P<u64>,
@@ -73,21 +100,39 @@ pub(super) async fn item(
     })
 }
 
+/// One order
+///
+/// For the order's member and merchant, auditors and the issuer.
+#[utoipa::path(
+    get,
+    path = "/v1/mall/orders/{id}",
+    tag = "mall",
+    params(("id" = u64, Path, description = "Order id (seq of its Redeem entry)")),
+    security(("points_ed25519" = [])),
+    responses(
+        (status = 200, description = "The order", body = OrderRecord),
+        (status = 404, description = "`unknown_order`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(super) async fn order(
     State(app): State<AppState>,
+    caller: Caller,
     P(id): P<u64>,
 ) -> Result<Json<OrderRecord>, Problem> {
-    app.store.order(id)?.map(Json).ok_or_else(|| {
+    let order = app.store.order(id)?.ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
             "unknown_order",
             format!("no order {id}"),
         )
-    })
+    })?;
+    caller.require_party(&[order.member, order.merchant], &format!("order {id}"))?;
+    Ok(Json(order))
 }
 
 /// Filters of an order list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrdersQuery {
     /// Only orders in this status.
     pub status: Option<OrderStatus>,
@@ -99,11 +144,10 @@ pub struct OrdersQuery {
 
 async fn orders_of(
     app: AppState,
-    account: String,
+    account: AccountId,
     q: OrdersQuery,
     by_merchant: bool,
 ) -> Result<Json<Page<OrderRecord>>, Problem> {
-    let account = parse_account(&account)?;
     let limit = PageQuery {
         after: q.after,
         limit: q.limit,
@@ -122,29 +166,62 @@ async fn orders_of(
     Ok(Json(Page { items, next_after }))
 }
 
+/// A member's orders
+///
+/// For the member, auditors and the issuer.
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{account}/orders",
+    tag = "wallets",
+    params(AccountPath, OrdersQuery),
+    security(("points_ed25519" = [])),
+    responses((status = 200, description = "A page of orders", body = Page<OrderRecord>))
+)]
 pub(super) async fn member_orders(
     State(app): State<AppState>,
-    P(account): P<String>,
+    AccountAccess { account, .. }: AccountAccess,
     Q(q): Q<OrdersQuery>,
 ) -> Result<Json<Page<OrderRecord>>, Problem> {
     orders_of(app, account, q, false).await
 }
 
+/// The orders placed with a merchant
+///
+/// For the merchant, auditors and the issuer.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{account}/orders",
+    tag = "merchants",
+    params(AccountPath, OrdersQuery),
+    security(("points_ed25519" = [])),
+    responses((status = 200, description = "A page of orders", body = Page<OrderRecord>))
+)]
 pub(super) async fn merchant_orders(
     State(app): State<AppState>,
-    P(account): P<String>,
+    AccountAccess { account, .. }: AccountAccess,
     Q(q): Q<OrdersQuery>,
 ) -> Result<Json<Page<OrderRecord>>, Problem> {
     orders_of(app, account, q, true).await
 }
 
 /// Statement query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatementQuery {
     /// Period end (inclusive); the last entry if absent.
     pub to: Option<u64>,
     /// `json` (default) or `csv`.
-    pub format: Option<String>,
+    pub format: Option<StatementFormat>,
+}
+
+/// How a statement is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementFormat {
+    /// `application/json`.
+    Json,
+    /// `text/csv`: the totals as field,value rows, then the rate lines.
+    Csv,
 }
 
 /// Computes a merchant's draft statement from the stored book.
@@ -216,33 +293,60 @@ fn statement_csv(st: &Statement) -> String {
     out
 }
 
+/// A merchant's draft statement
+///
+/// For the merchant, auditors and the issuer: the open period's totals, computed from the
+/// chain, as both parties will sign them.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{account}/statement",
+    tag = "merchants",
+    params(AccountPath, StatementQuery),
+    security(("points_ed25519" = [])),
+    responses(
+        (status = 200, description = "The statement", content(
+            (Statement = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 404, description = "`unknown_merchant`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(super) async fn statement(
     State(app): State<AppState>,
-    P(account): P<String>,
+    AccountAccess {
+        account: merchant, ..
+    }: AccountAccess,
     Q(q): Q<StatementQuery>,
 ) -> Result<Response, Problem> {
-    let merchant = parse_account(&account)?;
     let st = draft_statement(&app, &merchant, q.to)?;
-    match q.format.as_deref() {
-        None | Some("json") => Ok(Json(st).into_response()),
-        Some("csv") => Ok((
+    match q.format.unwrap_or(StatementFormat::Json) {
+        StatementFormat::Json => Ok(Json(st).into_response()),
+        StatementFormat::Csv => Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             statement_csv(&st),
         )
             .into_response()),
-        Some(other) => Err(Problem::bad_request(
-            "invalid_query",
-            format!("format `{other}`: use json or csv"),
-        )),
     }
 }
 
+/// A merchant's settlements
+///
+/// For the merchant, auditors and the issuer.
+#[utoipa::path(
+    get,
+    path = "/v1/merchants/{account}/settlements",
+    tag = "merchants",
+    params(AccountPath, PageQuery),
+    security(("points_ed25519" = [])),
+    responses((status = 200, description = "A page of settlements", body = Page<SettlementRecord>))
+)]
 pub(super) async fn merchant_settlements(
     State(app): State<AppState>,
-    P(account): P<String>,
+    AccountAccess {
+        account: merchant, ..
+    }: AccountAccess,
     Q(q): Q<PageQuery>,
 ) -> Result<Json<Page<SettlementRecord>>, Problem> {
-    let merchant = parse_account(&account)?;
     let limit = q.limit(&app.limits)?;
     let items = app.store.settlements_of(&merchant, q.after, limit)?;
     let next_after = if items.len() == limit {
@@ -253,18 +357,32 @@ pub(super) async fn merchant_settlements(
     Ok(Json(Page { items, next_after }))
 }
 
+/// One settlement
+///
+/// For its merchant, auditors and the issuer.
+#[utoipa::path(
+    get,
+    path = "/v1/settlements/{id}",
+    tag = "merchants",
+    params(("id" = u64, Path, description = "Settlement id (seq of its Settle entry)")),
+    security(("points_ed25519" = [])),
+    responses((status = 200, description = "The settlement", body = SettlementRecord))
+)]
 pub(super) async fn settlement_by_id(
     State(app): State<AppState>,
+    caller: Caller,
     P(id): P<u64>,
 ) -> Result<Json<SettlementRecord>, Problem> {
-    app.store
+    let s = app
+        .store
         .settlement(id)?
-        .map(Json)
-        .ok_or_else(|| Problem::not_found(format!("no settlement {id}")))
+        .ok_or_else(|| Problem::not_found(format!("no settlement {id}")))?;
+    caller.require_party(&[s.merchant], &format!("settlement {id}"))?;
+    Ok(Json(s))
 }
 
 /// Per-merchant part of the liability report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MerchantPosition {
     /// The merchant.
     pub merchant: AccountId,
@@ -279,7 +397,7 @@ pub struct MerchantPosition {
 }
 
 /// `GET /v1/reports/liability`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LiabilityReport {
     /// The report is as of this seq (inclusive).
     pub as_of_seq: u64,
@@ -295,8 +413,12 @@ pub struct LiabilityReport {
     pub minted: u64,
     /// Points ever burned.
     pub burned: u64,
-    /// Per merchant.
+    /// Per merchant, by account; one page of them (the totals above cover all).
     pub merchants: Vec<MerchantPosition>,
+    /// Pass as `after` (with the same `seq`) for the next page of merchants; absent on the
+    /// last page.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next_after: Option<AccountId>,
 }
 
 /// Builds the liability report from a state (replayed to `as_of_seq`, or the live one).
@@ -338,20 +460,46 @@ pub fn liability_report(
         minted: t.minted,
         burned: t.burned,
         merchants,
+        next_after: None,
     })
 }
 
 /// Liability query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LiabilityQuery {
     /// As of this seq (inclusive); the latest if absent.
     pub seq: Option<u64>,
+    /// Cursor of the `merchants` list: merchants whose account sorts after this one.
+    #[param(pattern = "^[0-9a-f]{64}$")]
+    pub after: Option<String>,
+    /// Page size of the `merchants` list.
+    pub limit: Option<u32>,
 }
 
+/// The liability report
+///
+/// For auditors and the issuer: points held by members (the program's liability), in
+/// merchants' floats and elsewhere, and each merchant's open position, as of a seq.
+#[utoipa::path(
+    get,
+    path = "/v1/reports/liability",
+    tag = "audit",
+    params(LiabilityQuery),
+    security(("points_ed25519" = [])),
+    responses((status = 200, description = "The report", body = LiabilityReport))
+)]
 pub(super) async fn liability(
     State(app): State<AppState>,
+    _who: Overseer,
     Q(q): Q<LiabilityQuery>,
 ) -> Result<Json<LiabilityReport>, Problem> {
+    let limit = PageQuery {
+        after: None,
+        limit: q.limit,
+    }
+    .limit(&app.limits)?;
+    let after = q.after.as_deref().map(parse_query_account).transpose()?;
     let size = app.sequencer.tip().size;
     let seq = q.seq.unwrap_or(size.saturating_sub(1));
     if seq >= size {
@@ -361,11 +509,19 @@ pub(super) async fn liability(
         ));
     }
     let store = app.store.clone();
-    let report = tokio::task::spawn_blocking(move || -> Result<LiabilityReport, Problem> {
+    let mut report = tokio::task::spawn_blocking(move || -> Result<LiabilityReport, Problem> {
         let state = store.replay_to(seq)?;
         liability_report(&state, seq).map_err(Problem::from)
     })
     .await
     .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    // The merchants are sorted by account: keep the page after the cursor.
+    let start = after.map_or(0, |a| report.merchants.partition_point(|m| m.merchant <= a));
+    let mut page: Vec<MerchantPosition> = report.merchants.drain(start..).collect();
+    if page.len() > limit {
+        page.truncate(limit);
+        report.next_after = page.last().map(|m| m.merchant);
+    }
+    report.merchants = page;
     Ok(Json(report))
 }

@@ -1,9 +1,17 @@
 //! The HTTP API (axum): thin handlers that decode, call the library and encode.
 //! Implements `ledger-spec/api.md`.
+//!
+//! One [`AppState`] reaches everything; [`router`] builds every route, limit and layer.
+//! Who may call a route is in its handler's signature: no extractor for public routes,
+//! [`auth::Caller`] / [`auth::AccountAccess`] / [`auth::Overseer`] for private ones.
 
+pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod loyalty;
 pub mod mall;
+pub mod metrics;
+pub mod openapi;
 mod verifiable;
 
 use std::sync::Arc;
@@ -12,19 +20,26 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::handler::Handler;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::IntoParams;
 
 use crate::codec;
 use crate::op::{AccountId, SignedOp};
-use crate::store::{Receipt, Sequencer, Store};
+use crate::store::{Receipt, Sequencer, Store, StoreError};
+use auth::{AccountAccess, Auth, AuthConfig, Overseer};
 use dto::*;
 use error::Problem;
+use metrics::Metrics;
+
+/// The header carrying the request id (set when absent, echoed in the response, logged).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Limits on what a request may ask for, with documented defaults.
 #[derive(Debug, Clone)]
@@ -64,6 +79,48 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Signs checkpoints on demand.
     pub checkpointer: Arc<crate::server::Checkpointer>,
+    /// Request authentication: settings and the replay cache.
+    pub auth: Arc<Auth>,
+    /// Metrics of this server.
+    pub metrics: Arc<Metrics>,
+    /// The ledger's chain id (fixed by genesis), covered by every request signature.
+    pub chain_id: Arc<str>,
+    /// The issuer's key (fixed by genesis).
+    pub issuer: AccountId,
+    /// The OpenAPI document, rendered once.
+    openapi: Arc<Bytes>,
+}
+
+impl AppState {
+    /// The state of a server over an initialised store. Must run inside a tokio runtime:
+    /// it starts following the sequencer's group statistics for the metrics.
+    pub fn new(
+        store: Arc<Store>,
+        sequencer: Sequencer,
+        limits: Limits,
+        auth: AuthConfig,
+        checkpointer: Arc<crate::server::Checkpointer>,
+    ) -> Result<AppState, StoreError> {
+        let info = store.info()?.ok_or_else(|| StoreError::Corrupt {
+            seq: 0,
+            detail: "the ledger has no genesis entry".into(),
+        })?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.clone().watch(&sequencer);
+        let doc = openapi::document(&limits);
+        let openapi = serde_json::to_vec(&doc).unwrap_or_default();
+        Ok(AppState {
+            store,
+            sequencer,
+            limits: Arc::new(limits),
+            checkpointer,
+            auth: Arc::new(Auth::new(auth)),
+            metrics,
+            chain_id: info.chain_id.into(),
+            issuer: info.issuer,
+            openapi: Arc::new(Bytes::from(openapi)),
+        })
+    }
 }
 
 /// Query extractor that answers bad parameters with problem+json.
@@ -158,6 +215,32 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         .map_err(|e| Problem::bad_request("malformed_body", format!("invalid JSON body: {e}")))
 }
 
+/// Submit one signed op
+///
+/// The body is the canonical SignedOp bytes (`application/octet-stream`) or
+/// `{"signed_op": "<hex>"}` (`application/json`). The op's own signature authorizes it; the
+/// answer comes once its entry is durable. Retrying the same (signer, op_id) returns the
+/// original receipt.
+#[utoipa::path(
+    post,
+    path = "/v1/ops",
+    tag = "ledger",
+    request_body(
+        description = "One signed op",
+        content(
+            (SubmitRequest = "application/json"),
+            (Vec<u8> = "application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 200, description = "Applied (or an idempotent retry of an applied op)", body = Receipt),
+        (status = 403, description = "`not_authorized` or `merchant_suspended`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`duplicate_op_id`, `insufficient_funds`, `merchant_exists`, `auditor_exists`, `role_conflict` or `already_initialized`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Any other rule rejection (`bad_signature`, `expired`, `wrong_chain`, …)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn submit(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -169,7 +252,11 @@ async fn submit(
             .map_err(|e| Problem::bad_request("malformed_op", e.to_string()))?,
         BodyKind::Json => decode_hex_op(&parse_json::<SubmitRequest>(&body)?.signed_op)?,
     };
+    let kind = op.envelope.op.kind();
     let mut results = app.sequencer.submit(vec![op]).await?;
+    if let Some(r) = results.last() {
+        app.metrics.op(kind, r.as_ref().err().map(|r| r.code()));
+    }
     match results.pop() {
         Some(Ok(receipt)) => Ok(Json(receipt)),
         Some(Err(rejection)) => Err(rejection.into()),
@@ -181,6 +268,28 @@ async fn submit(
     }
 }
 
+/// Submit a batch of signed ops
+///
+/// The body is a canonical batch (`application/octet-stream`) or
+/// `{"signed_ops": ["<hex>", …]}`. Each op is applied or rejected on its own, in order; the
+/// answer has one result per op.
+#[utoipa::path(
+    post,
+    path = "/v1/ops/batch",
+    tag = "ledger",
+    request_body(
+        description = "Signed ops",
+        content(
+            (BatchRequest = "application/json"),
+            (Vec<u8> = "application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 200, description = "One result per op, in order", body = BatchResponse),
+        (status = 413, description = "`body_too_large` or `batch_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn submit_batch(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -222,7 +331,11 @@ async fn submit_batch(
     if ops.is_empty() {
         return Ok(Json(BatchResponse { results: vec![] }));
     }
+    let kinds: Vec<&'static str> = ops.iter().map(|o| o.envelope.op.kind()).collect();
     let results = app.sequencer.submit(ops).await?;
+    for (kind, r) in kinds.iter().zip(&results) {
+        app.metrics.op(kind, r.as_ref().err().map(|r| r.code()));
+    }
     Ok(Json(BatchResponse {
         results: results
             .into_iter()
@@ -242,6 +355,18 @@ async fn submit_batch(
     }))
 }
 
+/// The ledger's identity and tip
+///
+/// Public. The chain id here is what request and op signatures cover.
+#[utoipa::path(
+    get,
+    path = "/v1/info",
+    tag = "ledger",
+    responses(
+        (status = 200, description = "Identity, tip and totals", body = InfoResponse),
+        (status = 404, description = "`not_found`: the ledger has no genesis entry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn info(State(app): State<AppState>) -> Result<Json<InfoResponse>, Problem> {
     let info = app
         .store
@@ -270,6 +395,15 @@ async fn info(State(app): State<AppState>) -> Result<Json<InfoResponse>, Problem
     }))
 }
 
+/// Liveness
+///
+/// Public; answers as long as the server serves.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Serving", body = Health))
+)]
 async fn healthz(State(app): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -277,11 +411,24 @@ async fn healthz(State(app): State<AppState>) -> Json<Health> {
     })
 }
 
+/// A wallet's balance and kind
+///
+/// For the wallet's holder, auditors and the issuer.
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{account}",
+    tag = "wallets",
+    params(AccountPath),
+    security(("points_ed25519" = [])),
+    responses(
+        (status = 200, description = "Balance and kind", body = WalletResponse),
+        (status = 404, description = "`unknown_account`: the account never held points", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn wallet(
     State(app): State<AppState>,
-    P(account): P<String>,
+    AccountAccess { account, .. }: AccountAccess,
 ) -> Result<Json<WalletResponse>, Problem> {
-    let account = parse_account(&account)?;
     let info = app.store.info()?;
     let merchant = app.store.merchant(&account)?;
     let balance = app.store.balance(&account)?;
@@ -315,10 +462,28 @@ async fn wallet(
     }))
 }
 
+/// The `{account}` path parameter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AccountPath {
+    /// The account: its public key, 64 lowercase hex digits.
+    #[param(pattern = "^[0-9a-f]{64}$")]
+    pub account: String,
+}
+
+/// A numeric id in the path (`{seq}`, `{id}`, `{size}`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SeqPath {
+    /// The entry's seq.
+    pub seq: u64,
+}
+
 /// `after` / `limit` cursor parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Return items with seq greater than this.
+    /// Return items with an id (seq) greater than this.
     pub after: Option<u64>,
     /// Page size.
     pub limit: Option<u32>,
@@ -361,14 +526,42 @@ pub(crate) fn entry_view(app: &AppState, seq: u64) -> Result<Option<EntryView>, 
     }))
 }
 
-async fn entry(State(app): State<AppState>, P(seq): P<u64>) -> Result<Json<EntryView>, Problem> {
+/// One entry of the log
+///
+/// For auditors and the issuer (members read their own entries, with proofs, through their
+/// history).
+#[utoipa::path(
+    get,
+    path = "/v1/entries/{seq}",
+    tag = "audit",
+    params(SeqPath),
+    security(("points_ed25519" = [])),
+    responses((status = 200, description = "The entry, its bytes and its decoded op", body = EntryView))
+)]
+async fn entry(
+    State(app): State<AppState>,
+    _who: Overseer,
+    P(seq): P<u64>,
+) -> Result<Json<EntryView>, Problem> {
     entry_view(&app, seq)?
         .map(Json)
         .ok_or_else(|| Problem::not_found(format!("no entry {seq}")))
 }
 
+/// A page of the log
+///
+/// For auditors and the issuer.
+#[utoipa::path(
+    get,
+    path = "/v1/entries",
+    tag = "audit",
+    params(PageQuery),
+    security(("points_ed25519" = [])),
+    responses((status = 200, description = "Entries in seq order", body = Page<EntryView>))
+)]
 async fn entries(
     State(app): State<AppState>,
+    _who: Overseer,
     Q(q): Q<PageQuery>,
 ) -> Result<Json<Page<EntryView>>, Problem> {
     let limit = q.limit(&app.limits)?;
@@ -389,8 +582,33 @@ async fn entries(
     Ok(Json(Page { items, next_after }))
 }
 
+/// This document
+///
+/// The OpenAPI 3.1 description of every route, generated from the code.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", body = Object))
+)]
+async fn openapi_json(State(app): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::clone(&app.openapi),
+    )
+        .into_response()
+}
+
 async fn fallback() -> Problem {
     Problem::not_found("no such route")
+}
+
+async fn method_not_allowed(method: Method) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on this route"),
+    )
 }
 
 async fn timeout_layer(
@@ -409,49 +627,111 @@ async fn timeout_layer(
     }
 }
 
+/// Builds the routes and, beside them, the table of (method, path) they serve.
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            router: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    fn get<H: Handler<T, AppState>, T: 'static>(mut self, path: &'static str, h: H) -> Routes {
+        self.router = self.router.route(path, axum::routing::get(h));
+        self.table.push((Method::GET, path));
+        self
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(mut self, path: &'static str, h: H) -> Routes {
+        self.router = self.router.route(path, axum::routing::post(h));
+        self.table.push((Method::POST, path));
+        self
+    }
+}
+
+fn routes() -> Routes {
+    use mall as m;
+    use verifiable as v;
+    loyalty::routes(Routes::new())
+        .get("/healthz", healthz)
+        .get("/openapi.json", openapi_json)
+        .get("/metrics", metrics::metrics)
+        .get("/v1/info", info)
+        .post("/v1/ops", submit)
+        .post("/v1/ops/batch", submit_batch)
+        .get("/v1/wallets/{account}", wallet)
+        .get("/v1/wallets/{account}/history", v::history)
+        .get("/v1/wallets/{account}/orders", m::member_orders)
+        .get("/v1/checkpoint", v::latest_checkpoint)
+        .post("/v1/checkpoint", v::new_checkpoint)
+        .get("/v1/checkpoints/{size}", v::checkpoint_at)
+        .post("/v1/checkpoints/{size}/cosignatures", v::add_cosignature)
+        .get("/v1/proofs/inclusion", v::inclusion)
+        .get("/v1/proofs/consistency", v::consistency)
+        .get("/v1/export", v::export_stream)
+        .get("/v1/entries", entries)
+        .get("/v1/entries/{seq}", entry)
+        .get("/v1/mall/items", m::items)
+        .get("/v1/mall/items/{id}", m::item)
+        .get("/v1/mall/orders/{id}", m::order)
+        .get("/v1/merchants/{account}/orders", m::merchant_orders)
+        .get("/v1/merchants/{account}/statement", m::statement)
+        .get(
+            "/v1/merchants/{account}/settlements",
+            m::merchant_settlements,
+        )
+        .get("/v1/settlements/{id}", m::settlement_by_id)
+        .get("/v1/reports/liability", m::liability)
+}
+
+/// Every (method, path template) the router serves; the OpenAPI test checks each is
+/// documented.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    let mut table = routes().table;
+    table.extend(crate::web::ASSETS.iter().map(|a| (Method::GET, a.path)));
+    table
+}
+
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        uri = %req.uri(),
+    )
+}
+
 /// The router with every route, limit and layer.
 pub fn router(app: AppState) -> Router {
     let timeout_ms = app.limits.request_timeout_ms;
     let body_max = app.limits.body_bytes_max;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/v1/info", get(info))
-        .route("/v1/ops", post(submit))
-        .route("/v1/ops/batch", post(submit_batch))
-        .route("/v1/wallets/{account}", get(wallet))
-        .route("/v1/wallets/{account}/history", get(verifiable::history))
-        .route(
-            "/v1/checkpoint",
-            get(verifiable::latest_checkpoint).post(verifiable::new_checkpoint),
-        )
-        .route("/v1/checkpoints/{size}", get(verifiable::checkpoint_at))
-        .route(
-            "/v1/checkpoints/{size}/cosignatures",
-            post(verifiable::add_cosignature),
-        )
-        .route("/v1/proofs/inclusion", get(verifiable::inclusion))
-        .route("/v1/proofs/consistency", get(verifiable::consistency))
-        .route("/v1/export", get(verifiable::export_stream))
-        .route("/v1/mall/items", get(mall::items))
-        .route("/v1/mall/items/{id}", get(mall::item))
-        .route("/v1/mall/orders/{id}", get(mall::order))
-        .route("/v1/wallets/{account}/orders", get(mall::member_orders))
-        .route("/v1/merchants/{account}/orders", get(mall::merchant_orders))
-        .route("/v1/merchants/{account}/statement", get(mall::statement))
-        .route(
-            "/v1/merchants/{account}/settlements",
-            get(mall::merchant_settlements),
-        )
-        .route("/v1/settlements/{id}", get(mall::settlement_by_id))
-        .route("/v1/reports/liability", get(mall::liability))
-        .route("/v1/entries", get(entries))
-        .route("/v1/entries/{seq}", get(entry))
+    let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
+    routes()
+        .router
+        .merge(crate::web::routes())
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_max))
         .layer(axum::middleware::from_fn_with_state(
             timeout_ms,
             timeout_layer,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            metrics::track,
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(app)
 }

@@ -8,9 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use utoipa::IntoParams;
+
+use super::auth::{AccountAccess, Overseer};
 use super::dto::*;
 use super::error::Problem;
-use super::{entry_view, parse_account, AppState, PageQuery, P, Q};
+use super::{entry_view, AccountPath, AppState, PageQuery, P, Q};
 use crate::checkpoint::{self, Checkpoint, NoteVerifier};
 use crate::export;
 use crate::merkle;
@@ -61,6 +64,19 @@ pub(crate) async fn latest_note(app: &AppState) -> Result<(u64, String), Problem
     }
 }
 
+/// The latest signed checkpoint
+///
+/// Public. A C2SP signed note (`text/plain`), or its parsed view when the request accepts
+/// `application/json`. Signs one first if there is none yet.
+#[utoipa::path(
+    get,
+    path = "/v1/checkpoint",
+    tag = "verifiable",
+    responses((status = 200, description = "The latest checkpoint", content(
+        (String = "text/plain"),
+        (CheckpointView = "application/json"),
+    )))
+)]
 pub(super) async fn latest_checkpoint(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -72,6 +88,16 @@ pub(super) async fn latest_checkpoint(
     note_response(note, &headers)
 }
 
+/// A checkpoint of the current tip
+///
+/// Public: signs a checkpoint of the durable tip unless the latest already covers it (at
+/// most one per tree size), and returns it.
+#[utoipa::path(
+    post,
+    path = "/v1/checkpoint",
+    tag = "verifiable",
+    responses((status = 200, description = "A checkpoint covering the tip", body = CheckpointView))
+)]
 pub(super) async fn new_checkpoint(
     State(app): State<AppState>,
 ) -> Result<Json<CheckpointView>, Problem> {
@@ -79,6 +105,19 @@ pub(super) async fn new_checkpoint(
     Ok(Json(checkpoint_view(&note)?))
 }
 
+/// The checkpoint of one tree size
+///
+/// Public. Content negotiation as for `GET /v1/checkpoint`.
+#[utoipa::path(
+    get,
+    path = "/v1/checkpoints/{size}",
+    tag = "verifiable",
+    params(("size" = u64, Path, description = "Tree size")),
+    responses((status = 200, description = "The checkpoint", content(
+        (String = "text/plain"),
+        (CheckpointView = "application/json"),
+    )))
+)]
 pub(super) async fn checkpoint_at(
     State(app): State<AppState>,
     P(size): P<u64>,
@@ -91,6 +130,24 @@ pub(super) async fn checkpoint_at(
     note_response(note, &headers)
 }
 
+/// Add a witness cosignature
+///
+/// The body is one C2SP signature line (`— <auditor hex> <base64>`) by a registered
+/// auditor over the checkpoint's body; the signature itself authorizes the request. A new
+/// line from the same auditor replaces its previous one.
+#[utoipa::path(
+    post,
+    path = "/v1/checkpoints/{size}/cosignatures",
+    tag = "verifiable",
+    params(("size" = u64, Path, description = "Tree size")),
+    request_body(content = String, content_type = "text/plain", description = "One signature line"),
+    responses(
+        (status = 200, description = "The checkpoint with the cosignature", body = CheckpointView),
+        (status = 403, description = "`forbidden`: the key is not a registered auditor", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`bad_signature`: the cosignature does not verify", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(super) async fn add_cosignature(
     State(app): State<AppState>,
     P(size): P<u64>,
@@ -135,11 +192,21 @@ pub(super) async fn add_cosignature(
             format!("cosignature does not verify: {e}"),
         )
     })?;
-    let updated = if note.lines().any(|l| l == line) {
-        note
-    } else {
-        format!("{note}{line}\n")
-    };
+    // One cosignature per auditor: a new one replaces the old, so the note stays bounded
+    // by the number of registered auditors.
+    let prefix = format!("— {name} ");
+    let mut updated = String::with_capacity(note.len() + line.len() + 1);
+    let (body_part, sigs) = note.split_once("\n\n").unwrap_or((&note, ""));
+    updated.push_str(body_part);
+    updated.push_str("\n\n");
+    for l in sigs.lines().filter(|l| !l.is_empty()) {
+        if !l.starts_with(&prefix) {
+            updated.push_str(l);
+            updated.push('\n');
+        }
+    }
+    updated.push_str(line);
+    updated.push('\n');
     let store = app.store.clone();
     let u = updated.clone();
     tokio::task::spawn_blocking(move || store.put_checkpoint(size, &u))
@@ -151,7 +218,8 @@ pub(super) async fn add_cosignature(
 }
 
 /// `seq` and `size` of an inclusion proof.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
     /// The entry.
     pub seq: u64,
@@ -159,6 +227,16 @@ pub struct InclusionQuery {
     pub size: Option<u64>,
 }
 
+/// An inclusion proof
+///
+/// Public: the RFC 9162 proof that entry `seq` is in the tree of `size`.
+#[utoipa::path(
+    get,
+    path = "/v1/proofs/inclusion",
+    tag = "verifiable",
+    params(InclusionQuery),
+    responses((status = 200, description = "The proof", body = InclusionProofView))
+)]
 pub(super) async fn inclusion(
     State(app): State<AppState>,
     Q(q): Q<InclusionQuery>,
@@ -197,7 +275,8 @@ fn merkle_problem(e: merkle::MerkleError) -> Problem {
 }
 
 /// Sizes of a consistency proof.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
     /// Older size.
     pub from: u64,
@@ -205,6 +284,16 @@ pub struct ConsistencyQuery {
     pub to: u64,
 }
 
+/// A consistency proof
+///
+/// Public: the RFC 9162 proof that the tree of `to` extends the tree of `from`.
+#[utoipa::path(
+    get,
+    path = "/v1/proofs/consistency",
+    tag = "verifiable",
+    params(ConsistencyQuery),
+    responses((status = 200, description = "The proof", body = ConsistencyProofView))
+)]
 pub(super) async fn consistency(
     State(app): State<AppState>,
     Q(q): Q<ConsistencyQuery>,
@@ -229,7 +318,8 @@ pub(super) async fn consistency(
 }
 
 /// Query of a wallet history.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Cursor.
     pub after: Option<u64>,
@@ -242,12 +332,23 @@ pub struct HistoryQuery {
     pub size: Option<u64>,
 }
 
+/// A wallet's history
+///
+/// For the wallet's holder, auditors and the issuer. Plain receipts, or with
+/// `proofs=true` the entries with inclusion proofs against one checkpoint.
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{account}/history",
+    tag = "wallets",
+    params(AccountPath, HistoryQuery),
+    security(("points_ed25519" = [])),
+    responses((status = 200, description = "A page of the history, oldest first: a `Page` of receipts, or with `proofs=true` a `ProvenHistory`", body = super::openapi::HistoryResponse))
+)]
 pub(super) async fn history(
     State(app): State<AppState>,
-    P(account): P<String>,
+    AccountAccess { account, .. }: AccountAccess,
     Q(q): Q<HistoryQuery>,
 ) -> Result<Response, Problem> {
-    let account = parse_account(&account)?;
     let page = PageQuery {
         after: q.after,
         limit: q.limit,
@@ -307,7 +408,21 @@ pub(super) async fn history(
 }
 
 /// Streams the export: every checkpoint, then every entry up to the tip.
-pub(super) async fn export_stream(State(app): State<AppState>) -> Result<Response, Problem> {
+/// Export the whole log
+///
+/// For auditors and the issuer: every checkpoint, then every entry up to the tip, in the
+/// export format (`ledger-spec/export.md`), streamed.
+#[utoipa::path(
+    get,
+    path = "/v1/export",
+    tag = "audit",
+    security(("points_ed25519" = [])),
+    responses((status = 200, description = "The export stream", content_type = "application/octet-stream", body = Vec<u8>))
+)]
+pub(super) async fn export_stream(
+    State(app): State<AppState>,
+    _who: Overseer,
+) -> Result<Response, Problem> {
     // Make sure the export ends with a checkpoint of its last entry.
     let (size, _) = latest_note(&app).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);

@@ -15,6 +15,9 @@ use points_ledger::op::*;
 use points_ledger::server::{self, ServeConfig};
 use points_ledger::store::{Store, StoreConfig, Writer};
 
+#[path = "points/loyalty.rs"]
+mod loyalty;
+
 #[derive(Parser)]
 #[command(
     name = "points",
@@ -32,6 +35,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the ledger service (creates a new ledger in an empty data folder).
+    ///
+    /// Every option also reads a `POINTS_*` environment variable (named in each option's
+    /// help). Logs go to stderr: `POINTS_LOG` sets the filter (default `info`; e.g.
+    /// `info,tower_http=debug` logs every request), `--log-json` writes JSON lines. Every
+    /// request carries an `x-request-id` (kept from the request or made up), echoed in the
+    /// response and logged with the request's span.
     Serve(ServeArgs),
     /// Create a new ed25519 key file (mode 0600) and print its public key.
     Keygen {
@@ -49,6 +58,9 @@ enum Command {
         /// Export a live server.
         #[arg(long, conflicts_with = "data")]
         server: Option<String>,
+        /// With --server: the key to sign the request with (an auditor's or the issuer's).
+        #[arg(long, env = "POINTS_KEY")]
+        key: Option<PathBuf>,
         /// Export a stopped data folder.
         #[arg(long)]
         data: Option<PathBuf>,
@@ -64,6 +76,22 @@ enum Command {
     Report {
         #[command(subcommand)]
         report: ReportCommand,
+    },
+    /// GET an API route with a request signed by a key (ledger-spec/api.md §3) and print the
+    /// answer; or print only the Authorization header, for curl.
+    Get {
+        /// Key file to sign with; without it the request is anonymous.
+        #[arg(long, env = "POINTS_KEY")]
+        key: Option<PathBuf>,
+        /// Server URL.
+        #[arg(long, env = "POINTS_SERVER", default_value = "http://127.0.0.1:8700")]
+        server: String,
+        /// Print only the `Authorization` header value for this path (valid for 60 s,
+        /// once), e.g. `curl -H "Authorization: $(points get --key K --authorization PATH)"`.
+        #[arg(long, requires = "key")]
+        authorization: bool,
+        /// Path and query, e.g. `/v1/wallets/<account>/history?limit=10`.
+        path: String,
     },
     /// Rebuild all derived state by replaying the log (the service must be stopped).
     Reindex {
@@ -100,12 +128,36 @@ struct ServeArgs {
     /// Most ops in one group commit.
     #[arg(long, env = "POINTS_GROUP_OPS_MAX", default_value_t = 8192)]
     group_ops_max: usize,
-    /// Largest request body in bytes.
+    /// Requests that may wait for the sequencer before submitters are made to wait.
+    #[arg(long, env = "POINTS_QUEUE_REQUESTS_MAX", default_value_t = 4096)]
+    queue_requests_max: usize,
+    /// Largest request body in bytes (larger: 413 `body_too_large`).
     #[arg(long, env = "POINTS_BODY_BYTES_MAX", default_value_t = 2 * 1024 * 1024)]
     body_bytes_max: usize,
-    /// Per-request timeout in ms.
+    /// Most ops in one `POST /v1/ops/batch` (more: 413 `batch_too_large`); at most the
+    /// codec's limit.
+    #[arg(long, env = "POINTS_BATCH_OPS_MAX", default_value_t = points_ledger::codec::BATCH_OPS_MAX)]
+    batch_ops_max: usize,
+    /// Largest page a list route returns (`limit` above it: 400 `invalid_query`).
+    #[arg(long, env = "POINTS_PAGE_LIMIT_MAX", default_value_t = 1000)]
+    page_limit_max: usize,
+    /// Page size when a request gives no `limit`.
+    #[arg(long, env = "POINTS_PAGE_LIMIT_DEFAULT", default_value_t = 100)]
+    page_limit_default: usize,
+    /// Per-request timeout in ms (longer: 503 `timeout`).
     #[arg(long, env = "POINTS_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     request_timeout_ms: u64,
+    /// How far (ms) a signed request's `ts` may be from the server clock, either way.
+    #[arg(long, env = "POINTS_AUTH_CLOCK_SKEW_MS_MAX", default_value_t = 60_000)]
+    auth_clock_skew_ms_max: u64,
+    /// Most request signatures remembered for replay detection; when full of live ones,
+    /// signed reads get 503 until old ones age out.
+    #[arg(long, env = "POINTS_AUTH_REPLAY_CACHE_MAX", default_value_t = 100_000)]
+    auth_replay_cache_max: usize,
+    /// Serve /metrics without a signature (for a scraper on a private network); by
+    /// default only the issuer and auditors may read it.
+    #[arg(long, env = "POINTS_METRICS_PUBLIC")]
+    metrics_public: bool,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +168,9 @@ enum ReportCommand {
         /// Server URL.
         #[arg(long, env = "POINTS_SERVER", default_value = "http://127.0.0.1:8700")]
         server: String,
+        /// The key to sign the request with (an auditor's or the issuer's).
+        #[arg(long, env = "POINTS_KEY")]
+        key: Option<PathBuf>,
         /// As of this seq (default: the latest).
         #[arg(long)]
         seq: Option<u64>,
@@ -124,7 +179,8 @@ enum ReportCommand {
 
 #[derive(Args)]
 struct MallArgs {
-    /// Key file to sign with (merchant or member); not needed for `list` and `show`.
+    /// Key file to sign ops and reads with (merchant or member); not needed for `list` and
+    /// `show`.
     #[arg(long, env = "POINTS_KEY")]
     key: Option<PathBuf>,
     /// Server URL.
@@ -258,7 +314,8 @@ enum MallCommand {
 
 #[derive(Args)]
 struct SettleArgs {
-    /// Key file (issuer for draft/submit, merchant for countersign).
+    /// Key file (issuer for draft/submit, merchant for countersign; reads are signed with
+    /// it, so `draft` and `list` need the merchant's, an auditor's or the issuer's).
     #[arg(long, env = "POINTS_KEY")]
     key: Option<PathBuf>,
     /// Server URL.
@@ -310,9 +367,12 @@ struct AuditArgs {
     /// An export file (from `points export`).
     #[arg(long, group = "source")]
     export: Option<PathBuf>,
-    /// A live server URL (its `/v1/export` is streamed and audited).
+    /// A live server URL (its `/v1/export` is streamed and audited; needs --key).
     #[arg(long, group = "source")]
     server: Option<String>,
+    /// With --server: the key to sign the request with (an auditor's or the issuer's).
+    #[arg(long, env = "POINTS_KEY")]
+    key: Option<PathBuf>,
     /// A stopped data folder.
     #[arg(long, group = "source")]
     data: Option<PathBuf>,
@@ -418,6 +478,9 @@ enum WalletCommand {
         /// Memo (text, stored as bytes; no personal data).
         #[arg(long, default_value = "")]
         memo: String,
+        /// The minted lot expires at this time (unix ms); default never. Not for merchants.
+        #[arg(long)]
+        expires_at_ms: Option<u64>,
     },
     /// Merchant: award points from the float to a member.
     Earn {
@@ -433,6 +496,15 @@ enum WalletCommand {
         /// Receipt or task id (opaque; no personal data).
         #[arg(long, default_value = "")]
         reference: String,
+        /// The awarded lot expires at this time (unix ms); default never.
+        #[arg(long)]
+        expires_at_ms: Option<u64>,
+        /// Pending until this time (unix ms): counted, not spendable until then.
+        #[arg(long, conflicts_with = "pending_until_confirmed")]
+        pending_until_ms: Option<u64>,
+        /// Pending until you confirm it (`confirm-earn`).
+        #[arg(long)]
+        pending_until_confirmed: bool,
     },
     /// Move points to another account.
     Transfer {
@@ -495,6 +567,8 @@ enum WalletCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    #[command(flatten)]
+    Loyalty(loyalty::LoyaltyCommand),
 }
 
 fn parse_rate(s: &str) -> Result<Rate> {
@@ -548,8 +622,33 @@ async fn serve(args: ServeArgs) -> Result<()> {
         group_ops_max: args.group_ops_max,
         ..StoreConfig::default()
     };
+    config.store.queue_requests_max = args.queue_requests_max;
+    if args.batch_ops_max == 0 || args.batch_ops_max > points_ledger::codec::BATCH_OPS_MAX {
+        bail!(
+            "--batch-ops-max must be 1 to {}",
+            points_ledger::codec::BATCH_OPS_MAX
+        );
+    }
+    if args.page_limit_default == 0 || args.page_limit_default > args.page_limit_max {
+        bail!("--page-limit-default must be 1 to --page-limit-max");
+    }
+    if args.request_timeout_ms == 0 {
+        bail!("--request-timeout-ms must be at least 1");
+    }
+    if args.auth_replay_cache_max == 0 {
+        bail!("--auth-replay-cache-max must be at least 1");
+    }
+    if args.page_limit_max > u32::MAX as usize {
+        bail!("--page-limit-max must fit in 32 bits");
+    }
     config.limits.body_bytes_max = args.body_bytes_max;
+    config.limits.batch_ops_max = args.batch_ops_max;
+    config.limits.page_limit_max = args.page_limit_max;
+    config.limits.page_limit_default = args.page_limit_default;
     config.limits.request_timeout_ms = args.request_timeout_ms;
+    config.auth.clock_skew_ms_max = args.auth_clock_skew_ms_max;
+    config.auth.replay_cache_max = args.auth_replay_cache_max;
+    config.auth.metrics_public = args.metrics_public;
     let mut running = server::start(config)
         .await
         .with_context(|| format!("cannot serve the ledger in {}", args.data.display()))?;
@@ -636,7 +735,7 @@ async fn wallet(args: WalletArgs) -> Result<()> {
         println!("{me}");
         return Ok(());
     }
-    let client = Client::new(&args.server);
+    let client = Client::new(&args.server).with_key(key.clone());
     let op = match args.command {
         WalletCommand::Show => unreachable!("handled above"),
         WalletCommand::Verify {
@@ -714,16 +813,29 @@ async fn wallet(args: WalletArgs) -> Result<()> {
         WalletCommand::RegisterAuditor { auditor, name } => {
             Op::RegisterAuditor(RegisterAuditor { auditor, name })
         }
-        WalletCommand::Mint { to, amount, memo } => Op::Mint(Mint {
+        WalletCommand::Loyalty(cmd) => match loyalty::run(cmd, &key, &client, me).await? {
+            Some(op) => op,
+            None => return Ok(()),
+        },
+        WalletCommand::Mint {
+            to,
+            amount,
+            memo,
+            expires_at_ms,
+        } => Op::Mint(Mint {
             to,
             amount: Points(amount),
             memo: Bytes(memo.into_bytes()),
+            expires_at_ms,
         }),
         WalletCommand::Earn {
             member,
             amount,
             reason,
             reference,
+            expires_at_ms,
+            pending_until_ms,
+            pending_until_confirmed,
         } => Op::Earn(Earn {
             member,
             amount: Points(amount),
@@ -735,6 +847,10 @@ async fn wallet(args: WalletArgs) -> Result<()> {
                 ReasonArg::Adjustment => EarnReason::Adjustment,
             },
             reference: Bytes(reference.into_bytes()),
+            expires_at_ms,
+            pending: (pending_until_confirmed || pending_until_ms.is_some()).then_some(Pending {
+                release_at_ms: pending_until_ms,
+            }),
         }),
         WalletCommand::Transfer { to, amount, memo } => Op::Transfer(Transfer {
             to,
@@ -925,7 +1041,7 @@ async fn audit(args: AuditArgs) -> Result<()> {
             format!("export {}", args.export.unwrap_or_default().display()),
         )
     } else if let Some(url) = args.server.clone() {
-        let client = Client::new(&url);
+        let client = client_for(&url, &args.key)?;
         let tmp = std::env::temp_dir().join(format!("points-audit-{}.export", std::process::id()));
         {
             let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
@@ -995,13 +1111,62 @@ async fn audit(args: AuditArgs) -> Result<()> {
     Ok(())
 }
 
-async fn export(server_url: Option<String>, data: Option<PathBuf>, out: PathBuf) -> Result<()> {
+async fn get(server: &str, key: Option<PathBuf>, authorization: bool, path: &str) -> Result<()> {
+    if !path.starts_with('/') {
+        bail!("the path must start with `/`, e.g. /v1/info");
+    }
+    if authorization {
+        let path_key = key.ok_or_else(|| anyhow!("--authorization needs --key"))?;
+        let key = Keypair::read_file(&path_key)?;
+        let info = Client::new(server).info().await?;
+        let url = reqwest::Url::parse(&format!("{}{path}", server.trim_end_matches('/')))
+            .with_context(|| format!("{server}{path}"))?;
+        let mut pq = url.path().to_string();
+        if let Some(q) = url.query() {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        println!(
+            "{}",
+            points_ledger::api::auth::authorization_value(
+                &key,
+                "GET",
+                &pq,
+                points_ledger::client::now_ms(),
+                &info.chain_id,
+            )
+        );
+        return Ok(());
+    }
+    let text = client_for(server, &key)?.get_text(path).await?;
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+/// A client of `server`, signing its requests with the key file at `key` if given.
+fn client_for(server: &str, key: &Option<PathBuf>) -> Result<Client> {
+    let client = Client::new(server);
+    Ok(match key {
+        Some(path) => client.with_key(Keypair::read_file(path)?),
+        None => client,
+    })
+}
+
+async fn export(
+    server_url: Option<String>,
+    key: Option<PathBuf>,
+    data: Option<PathBuf>,
+    out: PathBuf,
+) -> Result<()> {
     let mut f = std::io::BufWriter::new(
         std::fs::File::create(&out).with_context(|| format!("{}", out.display()))?,
     );
     match (server_url, data) {
         (Some(url), None) => {
-            let n = Client::new(&url).export_to(&mut f).await?;
+            let n = client_for(&url, &key)?.export_to(&mut f).await?;
             std::io::Write::flush(&mut f)?;
             println!("Wrote {} bytes to {}", n, out.display());
         }
@@ -1030,7 +1195,7 @@ async fn signer(key: &Option<PathBuf>, client: &Client) -> Result<Wallet> {
 async fn mall(args: MallArgs) -> Result<()> {
     use points_ledger::api::dto::Page;
     use points_ledger::mall::{ItemRecord, OrderRecord};
-    let client = Client::new(&args.server);
+    let client = client_for(&args.server, &args.key)?;
     let op = match args.command {
         MallCommand::List {
             merchant,
@@ -1070,7 +1235,7 @@ async fn mall(args: MallArgs) -> Result<()> {
             if let Some(s) = status {
                 q.push_str(&format!("&status={s}"));
             }
-            let page: Page<OrderRecord> = client.get_json(&q).await?;
+            let page: Page<OrderRecord> = w.client.get_json(&q).await?;
             return print_json(&page);
         }
         MallCommand::Add {
@@ -1156,7 +1321,7 @@ struct Countersigned {
 async fn settle(args: SettleArgs) -> Result<()> {
     use points_ledger::api::dto::Page;
     use points_ledger::settlement::{self, SettlementRecord, Statement};
-    let client = Client::new(&args.server);
+    let client = client_for(&args.server, &args.key)?;
     match args.command {
         SettleCommand::Draft { merchant, to, out } => {
             let mut q = format!("/v1/merchants/{merchant}/statement");
@@ -1253,20 +1418,43 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keygen { out } => keygen(&out),
         Command::Wallet(args) => wallet(args).await,
         Command::Audit(args) => audit(args).await,
-        Command::Export { server, data, out } => export(server, data, out).await,
+        Command::Export {
+            server,
+            key,
+            data,
+            out,
+        } => export(server, key, data, out).await,
         Command::Mall(args) => mall(args).await,
         Command::Settle(args) => settle(args).await,
         Command::Report { report } => match report {
-            ReportCommand::Liability { server, seq } => {
-                let mut q = "/v1/reports/liability".to_string();
+            ReportCommand::Liability { server, key, seq } => {
+                use points_ledger::api::mall::LiabilityReport;
+                let client = client_for(&server, &key)?;
+                let mut q = "/v1/reports/liability?limit=1000".to_string();
                 if let Some(s) = seq {
-                    q.push_str(&format!("?seq={s}"));
+                    q.push_str(&format!("&seq={s}"));
                 }
-                let r: points_ledger::api::mall::LiabilityReport =
-                    Client::new(&server).get_json(&q).await?;
-                print_json(&r)
+                let mut report: LiabilityReport = client.get_json(&q).await?;
+                // Follow the pages of merchants, pinned to the first page's seq.
+                while let Some(after) = report.next_after.take() {
+                    let next: LiabilityReport = client
+                        .get_json(&format!(
+                            "/v1/reports/liability?limit=1000&seq={}&after={after}",
+                            report.as_of_seq
+                        ))
+                        .await?;
+                    report.merchants.extend(next.merchants);
+                    report.next_after = next.next_after;
+                }
+                print_json(&report)
             }
         },
+        Command::Get {
+            key,
+            server,
+            authorization,
+            path,
+        } => get(&server, key, authorization, &path).await,
         Command::Reindex { data } => tokio::task::spawn_blocking(move || reindex(&data)).await?,
     }
 }

@@ -43,7 +43,8 @@ pub struct TestServer {
     pub running: Option<Running>,
     /// The issuer key, read from `<data>/issuer.key`.
     pub issuer: Keypair,
-    /// A client of the server.
+    /// A client of the server, signing its reads with the issuer key (which may read
+    /// everything).
     pub client: Client,
     /// A raw HTTP client, for requests the typed client cannot make.
     pub http: reqwest::Client,
@@ -90,8 +91,8 @@ impl TestServer {
             chain_id: running.chain_id.clone(),
             dir,
             running: Some(running),
+            client: client_no_retry(&url).with_key(issuer.clone()),
             issuer,
-            client: client_no_retry(&url),
             http: reqwest::Client::new(),
             restart_waits: 0,
         }
@@ -147,7 +148,7 @@ impl TestServer {
             "a reopened ledger is not created again"
         );
         assert_eq!(running.chain_id, self.chain_id);
-        self.client = client_no_retry(&running.url());
+        self.client = client_no_retry(&running.url()).with_key(self.issuer.clone());
         self.running = Some(running);
     }
 
@@ -349,6 +350,7 @@ pub fn mint_op(to: AccountId, amount: u64) -> Op {
         to,
         amount: Points(amount),
         memo: Bytes(Vec::new()),
+        expires_at_ms: None,
     })
 }
 
@@ -359,6 +361,8 @@ pub fn earn_op(member: AccountId, amount: u64, reference: &str) -> Op {
         amount: Points(amount),
         reason: EarnReason::Purchase,
         reference: Bytes(reference.as_bytes().to_vec()),
+        expires_at_ms: None,
+        pending: None,
     })
 }
 
@@ -541,13 +545,32 @@ pub fn free_port() -> u16 {
 
 /// A blocking `GET` on a loopback address: (status, body). `None` if nothing answers.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get_as(addr, path, None)
+}
+
+/// [`http_get`] signed by `key` for `chain_id` (`ledger-spec/api.md` §3), when given.
+pub fn http_get_as(
+    addr: SocketAddr,
+    path: &str,
+    signer: Option<(&Keypair, &str)>,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
+    let auth = signer.map_or_else(String::new, |(key, chain_id)| {
+        let value = points_ledger::api::auth::authorization_value(
+            key,
+            "GET",
+            path,
+            client::now_ms(),
+            chain_id,
+        );
+        format!("Authorization: {value}\r\n")
+    });
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n{auth}\r\n"
     )
     .ok()?;
     let mut raw = Vec::new();
@@ -640,9 +663,13 @@ impl ServeChild {
                 let _ = status;
                 return Err(self.collect_exit());
             }
+            // The listener answers as soon as it is bound, a moment before `serve` prints
+            // its banner: wait for both, so callers can read the banner at once.
             if let Some((200, body)) = http_get(self.addr, "/healthz") {
                 assert!(body.contains("\"ok\""), "unexpected /healthz body: {body}");
-                return Ok(());
+                if self.output().0.contains("Listening on ") {
+                    return Ok(());
+                }
             }
             std::thread::sleep(WAIT_STEP);
         }
