@@ -1023,6 +1023,12 @@ fn stage_effects(
                 settlements: book.settlements,
             };
             batch.insert(&key_account(P_BOOK, m)[..], codec::encode_record(&header));
+            // Book events are stored one per (merchant, seq): every op adds at most one
+            // event to a merchant's book.
+            debug_assert!(
+                book.events.iter().rev().take_while(|(s, _)| *s == seq).count() <= 1,
+                "two book events for one merchant at seq {seq}"
+            );
             if let Some((s, event)) = book.events.last() {
                 if *s == seq {
                     batch.insert(
@@ -1036,13 +1042,16 @@ fn stage_effects(
     if let Some((merchant, to_seq, id)) = effects.settled {
         // Drop the settled events: those already stored, and those staged earlier in this
         // same group (seq >= group_first), which are not in the tree yet.
-        for r in derived.range(
-            key_account_id(P_BOOK_EVENT, &merchant, 0)
-                ..=key_account_id(P_BOOK_EVENT, &merchant, to_seq),
-        ) {
-            if let Ok((k, _)) = r {
-                batch.remove(k);
-            }
+        // A failed read here leaves stale events behind only if sled itself is failing, in
+        // which case the group's writes fail too and the writer reloads from disk.
+        for (k, _) in derived
+            .range(
+                key_account_id(P_BOOK_EVENT, &merchant, 0)
+                    ..=key_account_id(P_BOOK_EVENT, &merchant, to_seq),
+            )
+            .flatten()
+        {
+            batch.remove(k);
         }
         for s in group_first..=to_seq {
             batch.remove(&key_account_id(P_BOOK_EVENT, &merchant, s)[..]);

@@ -348,8 +348,10 @@ pub(super) async fn merchant_settlements(
     Q(q): Q<PageQuery>,
 ) -> Result<Json<Page<SettlementRecord>>, Problem> {
     let limit = q.limit(&app.limits)?;
-    let items = app.store.settlements_of(&merchant, q.after, limit)?;
-    let next_after = if items.len() == limit {
+    // One more than the page tells whether another page exists.
+    let mut items = app.store.settlements_of(&merchant, q.after, limit + 1)?;
+    let next_after = if items.len() > limit {
+        items.truncate(limit);
         items.last().map(|s| s.settlement_id)
     } else {
         None

@@ -507,6 +507,11 @@ impl PageQuery {
 }
 
 pub(crate) fn entry_view(app: &AppState, seq: u64) -> Result<Option<EntryView>, Problem> {
+    // Only durable entries exist for readers: a group's entries are in the tree just before
+    // its fdatasync, and a failed group takes them back out.
+    if seq >= app.sequencer.tip().size {
+        return Ok(None);
+    }
     let Some(bytes) = app.store.entry_bytes(seq)? else {
         return Ok(None);
     };
