@@ -1026,7 +1026,12 @@ fn stage_effects(
             // Book events are stored one per (merchant, seq): every op adds at most one
             // event to a merchant's book.
             debug_assert!(
-                book.events.iter().rev().take_while(|(s, _)| *s == seq).count() <= 1,
+                book.events
+                    .iter()
+                    .rev()
+                    .take_while(|(s, _)| *s == seq)
+                    .count()
+                    <= 1,
                 "two book events for one merchant at seq {seq}"
             );
             if let Some((s, event)) = book.events.last() {

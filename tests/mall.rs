@@ -1008,7 +1008,9 @@ async fn catalog_and_order_lists_filter_and_page_through_everything_once() {
         l.0 = r.receipt.as_ref().expect("receipt").seq;
     }
 
-    let filters: Vec<(String, Box<dyn Fn(&(u64, AccountId, u64, bool)) -> bool>)> = vec![
+    type Listed = (u64, AccountId, u64, bool);
+    type Filter<'a> = (String, Box<dyn Fn(&Listed) -> bool + 'a>);
+    let filters: Vec<Filter<'_>> = vec![
         (String::new(), Box::new(|_| true)),
         (
             format!("merchant={}", id(&m.shop)),

@@ -521,7 +521,7 @@ struct Shop {
 async fn several_merchants_settle_several_periods_and_the_auditor_agrees() {
     let srv = TestServer::start().await;
     let issuer = &srv.issuer;
-    let mut rng = Rng(0x5eed_0f_5e77_1e);
+    let mut rng = Rng(0x5eed_0f5e_771e);
     let members: Vec<Keypair> = (0..4).map(|_| Keypair::generate()).collect();
     let mut shops: Vec<Shop> = Vec::new();
     for (i, (issue, redeem_r, price)) in [
@@ -657,34 +657,33 @@ async fn several_merchants_settle_several_periods_and_the_auditor_agrees() {
         // Settle every shop. Shop 2 settles only up to the middle of what happened since
         // its last settlement, so its later events (and cancellations of orders it settles
         // now) carry over.
-        for s in 0..shops.len() {
+        for (s, shop) in shops.iter_mut().enumerate() {
             let tip = srv.info().await.size - 1;
-            let m_id = id(&shops[s].key);
+            let m_id = id(&shop.key);
             let to = if s == 2 {
-                let from = shops[s].model.settled_to;
+                let from = shop.model.settled_to;
                 from + (tip - from) / 2
             } else {
                 tip
             };
-            let expected = model_totals(&shops[s].model, to);
+            let expected = model_totals(&shop.model, to);
             let st = statement(&srv, &m_id, Some(to)).await;
             assert_eq!(
-                st.from_seq, shops[s].model.settled_to,
+                st.from_seq, shop.model.settled_to,
                 "period {period} shop {s}"
             );
             assert_eq!(st.totals, expected, "period {period} shop {s}");
             if balance(&srv, &m_id).await < expected.points_to_burn {
                 // Top the float up so the burn is covered.
                 let r = srv.ok(issuer, mint_op(m_id, expected.points_to_burn)).await;
-                let ir = shops[s].issue;
-                shops[s]
-                    .model
+                let ir = shop.issue;
+                shop.model
                     .events
                     .push((r.seq, Ev::Purchased(expected.points_to_burn, ir)));
             }
-            let (_, rec) = settle(&srv, &shops[s].key, Some(to)).await;
+            let (_, rec) = settle(&srv, &shop.key, Some(to)).await;
             assert_eq!(rec.totals, expected);
-            shops[s].model.settled_to = to;
+            shop.model.settled_to = to;
             settled_ids += 1;
         }
         // Cancel some orders that are now settled: refunds after settlement.
@@ -993,7 +992,9 @@ fn rounding_is_half_up_once_per_rate_group() {
         points,
         rate: r,
     };
-    let cases: Vec<(Vec<BookEvent>, Vec<(&str, Rate, u64, u64)>)> = vec![
+    // (the events of a book, the lines expected: category, rate, points, amount)
+    type Case = (Vec<BookEvent>, Vec<(&'static str, Rate, u64, u64)>);
+    let cases: Vec<Case> = vec![
         // 9/10: 7 × 9 = 63 → 6.3 → 6; 15 × 9 = 135 → 13.5 → 14 (a half goes up).
         (
             vec![redeemed(1, 7, rate(9, 10))],

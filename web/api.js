@@ -138,6 +138,11 @@ export class Api {
     return this.get(`/v1/mall/orders/${id}`, true);
   }
 
+  /** An award record (`GET /v1/earns/{id}`), needed to verify ConfirmEarn and ReverseEarn. */
+  earn(id) {
+    return this.get(`/v1/earns/${id}`, true);
+  }
+
   wallet(account) {
     return this.get(`/v1/wallets/${account}`, true);
   }

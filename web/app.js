@@ -496,6 +496,12 @@ function describe(row) {
       }
       lines.push(`${t('history.reason')}: ${t(`reason.${op.reason}`)}`);
       if (op.reference) lines.push(`${t('history.reference')}: ${bytesText(op.reference)}`);
+      if (op.pending) {
+        lines.push(op.pending.release_at_ms !== null
+          ? t('desc.pending.time', { date: fmtTime(op.pending.release_at_ms) })
+          : t('desc.pending.confirm'));
+      }
+      if (op.expires_at_ms !== null && op.expires_at_ms !== undefined) lines.push(t('desc.expires', { date: fmtTime(op.expires_at_ms) }));
       break;
     case 'transfer':
       if (op.to === me) {
@@ -510,6 +516,7 @@ function describe(row) {
     case 'mint':
       lines.push(t('desc.mint'));
       if (op.memo) lines.push(`${t('history.memo')}: ${bytesText(op.memo)}`);
+      if (op.expires_at_ms !== null && op.expires_at_ms !== undefined) lines.push(t('desc.expires', { date: fmtTime(op.expires_at_ms) }));
       break;
     case 'burn':
       lines.push(t('desc.burn', { reason: t(`burn.${op.reason}`) }));
@@ -534,6 +541,20 @@ function describe(row) {
       break;
     case 'settle':
       lines.push(t('desc.settle', { from: op.from_seq.toString(), to: op.to_seq.toString() }));
+      break;
+    case 'expire':
+      lines.push(t('desc.expire', { date: fmtTime(op.as_of_ms) }));
+      break;
+    case 'confirm_earn':
+      lines.push(t('desc.confirm_earn', { earn: op.earn_id.toString(), amount: row.earn ? fmtPoints(row.earn.amount) : '?' }));
+      break;
+    case 'reverse_earn':
+      lines.push(t('desc.reverse_earn', {
+        earn: op.earn_id.toString(),
+        returned: row.earn ? fmtPoints(row.earn.returned) : '?',
+        unrecovered: row.earn ? fmtPoints(row.earn.unrecovered) : '?',
+      }));
+      if (op.reason) lines.push(`${t('history.reason')}: ${bytesText(op.reason)}`);
       break;
     case 'list_item':
       lines.push(`“${op.title}” · ${t('mall.price', { price: fmtPoints(op.price) })}`);

@@ -33,17 +33,24 @@ const u8 = 'u8', u64 = 'u64', i64 = 'i64', u128 = 'u128', bool = 'bool', string 
 const account = { array: 32 }, signature = { array: 64 }, hash32 = { array: 32 };
 const bytes = 'bytes';
 const option = (of) => ({ option: of });
+// A sequence: u64 count, then the elements. `memSize` is the element's in-memory size in
+// the reference implementation, which bincode claims against the limit before reading.
+const vec = (of, memSize) => ({ vec: of, memSize });
 const unit = (...names) => ({ unit: names });
 const struct = (...fields) => ({ struct: fields });
 
 const rate = struct(['minor_units', u64], ['per_points', u64]);
+const earnReason = unit('purchase', 'task', 'campaign', 'referral', 'adjustment');
+const pending = struct(['release_at_ms', option(u64)]);
+const tier = struct(['name', string], ['min_growth', u64]);
+const reasonRate = struct(['reason', earnReason], ['rate', rate]);
 const statementTotals = struct(
   ...[
     'points_purchased', 'purchase_amount', 'points_awarded', 'points_redeemed',
     'redemption_amount', 'points_refunded', 'refund_amount',
     'points_refunded_after_settlement', 'clawback_amount', 'float_credit_amount',
     'transfers_in', 'transfers_out', 'points_burned', 'points_to_burn', 'due_to_merchant',
-    'due_from_merchant',
+    'due_from_merchant', 'points_reversed', 'points_unrecovered',
   ].map((n) => [n, u64]),
 );
 
@@ -55,10 +62,10 @@ export const OP_TYPES = [
     ['merchant', account], ['name', option(string)], ['issue_rate', option(rate)],
     ['redeem_rate', option(rate)], ['status', option(unit('active', 'suspended'))])],
   ['register_auditor', struct(['auditor', account], ['name', string])],
-  ['mint', struct(['to', account], ['amount', u64], ['memo', bytes])],
+  ['mint', struct(['to', account], ['amount', u64], ['memo', bytes], ['expires_at_ms', option(u64)])],
   ['earn', struct(
-    ['member', account], ['amount', u64],
-    ['reason', unit('purchase', 'task', 'campaign', 'referral', 'adjustment')], ['reference', bytes])],
+    ['member', account], ['amount', u64], ['reason', earnReason], ['reference', bytes],
+    ['expires_at_ms', option(u64)], ['pending', option(pending)])],
   ['transfer', struct(['to', account], ['amount', u64], ['memo', bytes])],
   ['burn', struct(['from', account], ['amount', u64], ['reason', unit('voluntary', 'expiry', 'correction')])],
   ['list_item', struct(
@@ -76,6 +83,12 @@ export const OP_TYPES = [
   ['settle', struct(
     ['merchant', account], ['from_seq', u64], ['to_seq', u64], ['totals', statementTotals],
     ['merchant_signature', signature])],
+  ['expire', struct(['account', account], ['as_of_ms', u64], ['amount', u64])],
+  ['confirm_earn', struct(['earn_id', u64])],
+  ['reverse_earn', struct(['earn_id', u64], ['reason', bytes])],
+  ['set_tiers', struct(
+    ['tiers', vec(tier, 32)], ['window_ms', u64], ['growth_per_point', rate],
+    ['reason_rates', vec(reasonRate, 24)])],
 ];
 const OP_TAG = new Map(OP_TYPES.map(([name], i) => [name, i]));
 const op = { op: true };
@@ -171,6 +184,12 @@ function encodeValue(schema, value, what, parts) {
       parts.push(Uint8Array.of(1));
       encodeValue(schema.option, value, what, parts);
     }
+    return;
+  }
+  if (schema.vec) {
+    if (!Array.isArray(value)) throw new TypeError(`${what}: expected an array`);
+    parts.push(intBytes('u64', value.length, what));
+    value.forEach((v, i) => encodeValue(schema.vec, v, `${what}[${i}]`, parts));
     return;
   }
   if (schema.unit) {
@@ -278,6 +297,13 @@ function decodeValue(schema, r) {
     if (t === 0) return schema.option.option ? undefined : null;
     if (t === 1) return decodeValue(schema.option, r);
     throw new CodecError('unknown_tag', { found: t });
+  }
+  if (schema.vec) {
+    const n = r.int('u64');
+    if (BigInt(r.pos) + n * BigInt(schema.memSize) > BigInt(r.limit)) throw new CodecError('too_long');
+    const out = [];
+    for (let i = 0n; i < n; i++) out.push(decodeValue(schema.vec, r));
+    return out;
   }
   if (schema.unit) {
     const t = r.int('u32');

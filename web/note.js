@@ -30,9 +30,10 @@ export async function keyId(name, type, key) {
 
 /** Parses and checks a verifier key `name+keyid+base64(type || key)` (Ed25519 only). */
 export async function parseVkey(vkey) {
-  const parts = typeof vkey === 'string' ? vkey.split('+') : [];
-  if (parts.length !== 3) throw new NoteError('bad_vkey', 'verifier key is not name+id+key');
-  const [name, id, k] = parts;
+  // The name and the id hold no '+'; the base64 key may.
+  const m = typeof vkey === 'string' ? /^([^+]*)\+([^+]*)\+(.*)$/s.exec(vkey) : null;
+  if (!m) throw new NoteError('bad_vkey', 'verifier key is not name+id+key');
+  const [, name, id, k] = m;
   if (!validKeyName(name) || !/^[0-9a-f]{8}$/.test(id)) throw new NoteError('bad_vkey', 'bad name or key id');
   const raw = unb64(k);
   if (!raw || raw.length !== 33 || raw[0] !== TYPE_ED25519) {

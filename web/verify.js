@@ -43,7 +43,7 @@ export function orderNeeded(entry) {
  * order is checked against the member's signed redemption. Mirrors `balance_effect` of
  * src/verify.rs. Throws CheckFailure('order').
  */
-export function balanceEffect(entry, account, order) {
+export function balanceEffect(entry, account, order, earn = null) {
   const env = entry.signed_op.envelope;
   const op = env.op;
   const signer = env.signer;
@@ -51,6 +51,11 @@ export function balanceEffect(entry, account, order) {
   const needOrder = (id) => {
     if (order && BigInt(order.order_id) === BigInt(id)) return order;
     throw new CheckFailure('order', `order ${id} is needed to verify this entry`, Number(entry.seq));
+  };
+  const needEarn = (id) => {
+    if (earn && BigInt(earn.earn_id) === BigInt(id) && earn.merchant === signer) return earn;
+    const why = earn ? `the served award ${id} does not match the signed op` : `award ${id} is needed to verify this entry`;
+    throw new CheckFailure('earn', why, Number(entry.seq));
   };
   const signerOr = (v) => (me(signer) ? v : null);
   switch (op.type) {
@@ -98,8 +103,34 @@ export function balanceEffect(entry, account, order) {
     }
     case 'settle':
       return me(op.merchant) ? -op.totals.points_to_burn : signerOr(0n);
+    case 'expire':
+      return me(op.account) ? -op.amount : signerOr(0n);
+    case 'set_tiers':
+      return signerOr(0n);
+    case 'confirm_earn': {
+      const e = needEarn(op.earn_id);
+      if (e.confirmed_seq === null || BigInt(e.confirmed_seq) !== entry.seq) {
+        throw new CheckFailure('earn', 'the served award was not confirmed by this entry', Number(entry.seq));
+      }
+      return me(e.member) || me(signer) ? 0n : null;
+    }
+    case 'reverse_earn': {
+      const e = needEarn(op.earn_id);
+      const returned = BigInt(e.returned);
+      if (e.reversed_seq === null || BigInt(e.reversed_seq) !== entry.seq || returned + BigInt(e.unrecovered) !== BigInt(e.amount)) {
+        throw new CheckFailure('earn', 'the served award does not match the signed reversal', Number(entry.seq));
+      }
+      if (me(e.member)) return -returned;
+      return me(signer) ? returned : null;
+    }
   }
   return null;
+}
+
+/** The award a ConfirmEarn or ReverseEarn entry concerns, whose record is needed. */
+export function earnNeeded(entry) {
+  const op = entry.signed_op.envelope.op;
+  return op.type === 'confirm_earn' || op.type === 'reverse_earn' ? op.earn_id : null;
 }
 
 /**
@@ -107,9 +138,10 @@ export function balanceEffect(entry, account, order) {
  * `account` against an opened checkpoint `cp` ({size, root}). Returns
  * `{entry, effect}` (entry decoded from the bytes, effect on the balance), or throws a
  * CheckFailure naming the first check that failed: entry_decode, entry_display,
- * entry_hash, entry_signature, entry_party, order, entry_inclusion.
+ * entry_hash, entry_signature, order or earn, entry_party, entry_inclusion. Mall entries
+ * need their `order`, ConfirmEarn and ReverseEarn their award record `earn`.
  */
-export async function checkProvenEntry(item, account, cp, order) {
+export async function checkProvenEntry(item, account, cp, order, earn = null) {
   const seq = Number(item.seq);
   const fail = (check, detail) => new CheckFailure(check, detail, seq);
   let bytes, entry;
@@ -140,7 +172,7 @@ export async function checkProvenEntry(item, account, cp, order) {
     sig,
   );
   if (problem) throw fail('entry_signature', problem);
-  const effect = balanceEffect(entry, account, order);
+  const effect = balanceEffect(entry, account, order, earn);
   if (effect === null) throw fail('entry_party', `entry does not concern ${account}`);
   let proof;
   try {
@@ -312,6 +344,7 @@ export async function verifyWallet(api, account, trust, { onProgress } = {}) {
 
 async function checkHistory(api, account, cp, verifier, size, report, failed, onProgress) {
   const orders = new Map();
+  const earns = new Map();
   let after = null;
   for (let pages = 0; pages < PAGES_MAX; pages++) {
     const page = await api.history(account, { size, after, limit: PAGE_LIMIT });
@@ -333,7 +366,7 @@ async function checkHistory(api, account, cp, verifier, size, report, failed, on
         throw new CheckFailure('history_order', 'history is not in increasing seq order', Number(seq));
       }
       after = seq;
-      const row = { seq, item, entry: null, effect: null, order: null, entryOk: false, ok: false, failure: null };
+      const row = { seq, item, entry: null, effect: null, order: null, earn: null, entryOk: false, ok: false, failure: null };
       report.entries.push(row);
       try {
         const op = item.op && item.op.envelope && item.op.envelope.op;
@@ -344,15 +377,23 @@ async function checkHistory(api, account, cp, verifier, size, report, failed, on
           if (!orders.has(id)) orders.set(id, await api.order(id));
           row.order = orders.get(id);
         }
+        let earnId = null;
+        if (op && (op.type === 'confirm_earn' || op.type === 'reverse_earn')) earnId = BigInt(op.earn_id);
+        if (earnId !== null) {
+          if (!earns.has(earnId)) earns.set(earnId, await api.earn(earnId));
+          row.earn = earns.get(earnId);
+        }
         if (!cp) {
           row.entry = decodeEntry(unhex(item.entry));
-          row.effect = balanceEffect(row.entry, account, row.order);
+          row.effect = balanceEffect(row.entry, account, row.order, row.earn);
           continue;
         }
-        const { entry, effect } = await checkProvenEntry(item, account, cp, row.order);
-        // The order fetched must be the one the verified bytes name.
+        const { entry, effect } = await checkProvenEntry(item, account, cp, row.order, row.earn);
+        // The records fetched must be the ones the verified bytes name.
         const need = orderNeeded(entry);
-        if ((need === null) !== (id === null) || (need !== null && need !== id)) {
+        const needE = earnNeeded(entry);
+        if ((need === null) !== (id === null) || (need !== null && need !== id) ||
+            (needE === null) !== (earnId === null) || (needE !== null && needE !== earnId)) {
           throw new CheckFailure('entry_display', 'the displayed op differs from the signed one', Number(seq));
         }
         row.entry = entry;

@@ -39,7 +39,7 @@ const snap = async (page, name) => {
 };
 // For working on web/ without rebuilding the binary: serve the page's files from this
 // folder instead of the binary (with the binary's headers). CI never sets it.
-const WEB_DIR = process.env.POINTS_WEB_DIR || null;
+const WEB_DIR = process.env.POINTS_WEB_DIR ? path.resolve(REPO, process.env.POINTS_WEB_DIR) : null;
 const TYPES = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8', svg: 'image/svg+xml' };
 
 async function newContext(browser, options) {
@@ -305,6 +305,21 @@ test('member center: sign in, earn, redeem, cancel, transfer, fulfill, verify; t
       await fctx.close();
     });
 
+    await t.test('a pending award, then its release by the merchant, verified with the award record', async () => {
+      const until = String(Date.now() + 90 * 86_400_000);
+      wallet(serverA, merchant, 'earn', '--member', member, '--amount', '300', '--reason', 'campaign', '--reference', 'spring-bonus', '--pending-until-confirmed', '--expires-at-ms', until);
+      await verifyAgain(page);
+      await expectAllVerified(page, 8);
+      const pendingRow = page.locator('#history li.entry', { hasText: 'spring-bonus' });
+      assert.ok((await pendingRow.textContent()).includes('待解冻'), 'the pending award says it is held back');
+      const earnId = await pendingRow.getAttribute('data-seq');
+      wallet(serverA, merchant, 'confirm-earn', earnId);
+      await verifyAgain(page);
+      await expectAllVerified(page, 9);
+      assert.equal((await historyRows(page))[0].op, 'confirm_earn');
+      assert.equal(await balanceText(page), '2,100');
+    });
+
     await t.test('screenshot of the wallet for the README', async () => {
       await page.click('a[data-tab="wallet"]');
       await page.evaluate(() => {
@@ -328,7 +343,7 @@ test('member center: sign in, earn, redeem, cancel, transfer, fulfill, verify; t
       wallet(serverB, merchant, 'earn', '--member', member, '--amount', '20', '--reference', 'forked-1');
       wallet(serverB, merchant, 'earn', '--member', member, '--amount', '30', '--reference', 'forked-2');
       await verifyAgain(page);
-      await expectAllVerified(page, 8);
+      await expectAllVerified(page, 10);
       const seen = await trustOf(page);
       // The browser now talks to the fork at the same origin, as a lying operator would.
       await page.route((url) => url.pathname.startsWith('/v1/'), async (route) => {
@@ -338,11 +353,13 @@ test('member center: sign in, earn, redeem, cancel, transfer, fulfill, verify; t
       });
       await verifyAgain(page);
       await expectWarning(page, 'consistency');
+      const forked = await historyRows(page);
+      assert.equal(forked.length, 11, 'what the fork claims is still shown, every entry marked unverified');
       await snap(page, 'fork-warning');
       assert.deepEqual(await trustOf(page), seen, 'the last checkpoint seen is kept, not replaced by the fork');
       await page.unrouteAll({ behavior: 'wait' });
       await verifyAgain(page);
-      await expectAllVerified(page, 8);
+      await expectAllVerified(page, 10);
     });
 
     await t.test('a tampered inclusion proof raises a warning on that entry', async () => {
@@ -360,7 +377,7 @@ test('member center: sign in, earn, redeem, cancel, transfer, fulfill, verify; t
       assert.ok(await page.isVisible(`#history li.entry[data-seq="${target}"] .entry-failure`));
       await page.unrouteAll({ behavior: 'wait' });
       await verifyAgain(page);
-      await expectAllVerified(page, 8);
+      await expectAllVerified(page, 10);
     });
 
     await t.test('an entry whose amount was changed (hash recomputed) fails its signature check', async () => {
@@ -378,7 +395,7 @@ test('member center: sign in, earn, redeem, cancel, transfer, fulfill, verify; t
       await expectWarning(page, 'entry_signature');
       await page.unrouteAll({ behavior: 'wait' });
       await verifyAgain(page);
-      await expectAllVerified(page, 8);
+      await expectAllVerified(page, 10);
     });
 
     await t.test('a checkpoint with a forged signature raises a warning', async () => {
@@ -407,7 +424,7 @@ test('member center: sign in, earn, redeem, cancel, transfer, fulfill, verify; t
       await expectWarning(page, 'key_changed');
       await page.unrouteAll({ behavior: 'wait' });
       await verifyAgain(page);
-      await expectAllVerified(page, 8);
+      await expectAllVerified(page, 10);
     });
 
     await t.test('the language toggle switches every text', async () => {

@@ -610,45 +610,39 @@ pub struct Exited {
 }
 
 impl ServeChild {
-    /// Starts `points serve --data DATA --listen 127.0.0.1:PORT` on a free port and waits
-    /// until `/healthz` answers. `logs` is a folder for the child's stdout and stderr.
+    /// Starts `points serve --data DATA --listen 127.0.0.1:0`, reads the port the server
+    /// bound from its `Listening on` banner, and waits until `/healthz` answers there.
+    /// Letting the server pick its own free port means no other process (or parallel test)
+    /// can take the port between choosing it and binding it. `logs` is a folder for the
+    /// child's stdout and stderr.
     pub fn start(data: &Path, logs: &Path) -> ServeChild {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         std::fs::create_dir_all(logs).expect("creating the log folder");
-        let mut last = String::new();
-        for attempt in 0..5 {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let stdout_path = logs.join(format!("serve-{}-{attempt}.out", addr.port()));
-            let stderr_path = logs.join(format!("serve-{}-{attempt}.err", addr.port()));
-            let child = points_cmd(&[
-                "serve",
-                "--data",
-                data.to_str().expect("UTF-8 path"),
-                "--listen",
-                &addr.to_string(),
-            ])
-            .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
-            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-            .spawn()
-            .expect("spawning points serve");
-            let mut server = ServeChild {
-                child: Some(child),
-                addr,
-                data: data.to_path_buf(),
-                stdout_path,
-                stderr_path,
-            };
-            match server.wait_healthy() {
-                Ok(()) => return server,
-                Err(exited) => {
-                    // Most likely another process took the port in between: try another.
-                    last = format!("{exited:#?}");
-                    if !exited.stderr.contains("cannot listen") {
-                        panic!("points serve exited before answering /healthz: {last}");
-                    }
-                }
-            }
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let stdout_path = logs.join(format!("serve-{}-{n}.out", std::process::id()));
+        let stderr_path = logs.join(format!("serve-{}-{n}.err", std::process::id()));
+        let child = points_cmd(&[
+            "serve",
+            "--data",
+            data.to_str().expect("UTF-8 path"),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawning points serve");
+        let mut server = ServeChild {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data: data.to_path_buf(),
+            stdout_path,
+            stderr_path,
+        };
+        if let Err(exited) = server.wait_healthy() {
+            panic!("points serve exited before answering /healthz: {exited:#?}");
         }
-        panic!("points serve could not start: {last}");
+        server
     }
 
     /// Base URL.
@@ -656,18 +650,31 @@ impl ServeChild {
         format!("http://{}", self.addr)
     }
 
-    /// Polls `/healthz` until it answers 200 (`Ok`) or the child exits (`Err`).
+    /// Waits for the `Listening on http://ADDR` banner, then polls `/healthz` at ADDR until
+    /// it answers 200 (`Ok`), or until the child exits (`Err`).
     fn wait_healthy(&mut self) -> Result<(), Exited> {
         for _ in 0..WAIT_ROUNDS {
-            if let Some(status) = self.child_mut().try_wait().expect("polling the child") {
-                let _ = status;
+            if self
+                .child_mut()
+                .try_wait()
+                .expect("polling the child")
+                .is_some()
+            {
                 return Err(self.collect_exit());
             }
-            // The listener answers as soon as it is bound, a moment before `serve` prints
-            // its banner: wait for both, so callers can read the banner at once.
-            if let Some((200, body)) = http_get(self.addr, "/healthz") {
-                assert!(body.contains("\"ok\""), "unexpected /healthz body: {body}");
-                if self.output().0.contains("Listening on ") {
+            if self.addr.port() == 0 {
+                let banner = self.output().0.lines().find_map(|l| {
+                    l.strip_prefix("Listening on http://")
+                        .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+                });
+                if let Some(addr) = banner {
+                    assert!(addr.ip().is_loopback(), "serve listens on {addr}");
+                    self.addr = addr;
+                }
+            }
+            if self.addr.port() != 0 {
+                if let Some((200, body)) = http_get(self.addr, "/healthz") {
+                    assert!(body.contains("\"ok\""), "unexpected /healthz body: {body}");
                     return Ok(());
                 }
             }

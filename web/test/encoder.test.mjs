@@ -114,58 +114,69 @@ async function mth(leaves) {
   return sha256(concat(Uint8Array.of(1), l, r));
 }
 
-test('chain.json: entry bytes, hashes, links, Merkle roots', async () => {
-  const leaves = [];
-  let prev = '00'.repeat(32);
-  for (const e of chain.entries) {
-    const bytes = unhex(e.entry_hex);
-    const entry = decodeEntry(bytes);
-    assert.equal(entry.seq, BigInt(e.seq));
-    assert.equal(entry.prev_hash, e.prev_hash);
-    assert.equal(entry.prev_hash, prev, `entry ${e.seq} links to the previous one`);
-    assert.equal(entry.timestamp_ms, BigInt(e.timestamp_ms));
-    assert.equal(hex(encodeSignedOp(entry.signed_op)), e.signed_op_hex);
-    assert.equal(hex(encodeEntry(entry)), e.entry_hex, `entry ${e.seq} re-encodes`);
-    assert.equal(entry.signed_op.envelope.op.type, e.op_type);
-    assert.equal(hex(await entryHash(bytes)), e.entry_hash, `entry ${e.seq} hash`);
-    const leaf = await leafHash(bytes);
-    assert.equal(hex(leaf), e.leaf_hash);
-    leaves.push(leaf);
-    assert.equal(hex(await mth(leaves)), e.merkle_root, `root after entry ${e.seq}`);
-    const env = bytes.subarray(48, bytes.length - 64);
-    assert.ok(await verify(unhex(entry.signed_op.envelope.signer), concat(OP_SIGNING_DOMAIN, env), bytes.subarray(bytes.length - 64)));
-    prev = e.entry_hash;
-  }
-});
+const chains = [['chain.json', chain, (c) => c.final.orders || {}, () => ({})]];
+const loyaltyPath = path.join(dir, 'loyalty.json');
+if (existsSync(loyaltyPath)) {
+  chains.push(['loyalty.json', load('loyalty.json'), () => ({}), (c) => c.final.earns || {}]);
+}
 
-test("chain.json: the page's balance effects give each history and every balance", () => {
-  const orders = chain.final.orders || {};
-  const balances = new Map();
-  for (const e of chain.entries) {
-    const entry = decodeEntry(unhex(e.entry_hex));
-    const op = entry.signed_op.envelope.op;
-    const orderId = op.type === 'redeem' ? e.seq : op.order_id;
-    const order = orders[String(orderId)] || null;
-    const candidates = new Set([...e.history, ...Object.keys(e.balances), ...keys.keys.map((k) => k.public_key)]);
-    const concerned = [];
-    for (const account of candidates) {
-      const eff = balanceEffect(entry, account, order);
-      if (eff !== null) {
-        concerned.push(account);
-        balances.set(account, (balances.get(account) || 0n) + eff);
+for (const [name, c] of chains) {
+  test(`${name}: entry bytes, hashes, links, Merkle roots`, async () => {
+    const leaves = [];
+    let prev = '00'.repeat(32);
+    for (const e of c.entries) {
+      const bytes = unhex(e.entry_hex);
+      const entry = decodeEntry(bytes);
+      assert.equal(entry.seq, BigInt(e.seq));
+      assert.equal(entry.prev_hash, prev, `entry ${e.seq} links to the previous one`);
+      assert.equal(entry.timestamp_ms, BigInt(e.timestamp_ms));
+      assert.equal(hex(encodeSignedOp(entry.signed_op)), e.signed_op_hex);
+      assert.equal(hex(encodeEntry(entry)), e.entry_hex, `entry ${e.seq} re-encodes`);
+      assert.equal(entry.signed_op.envelope.op.type, e.op_type);
+      assert.equal(hex(await entryHash(bytes)), e.entry_hash, `entry ${e.seq} hash`);
+      const leaf = await leafHash(bytes);
+      if (e.leaf_hash) assert.equal(hex(leaf), e.leaf_hash);
+      leaves.push(leaf);
+      assert.equal(hex(await mth(leaves)), e.merkle_root, `root after entry ${e.seq}`);
+      const env = bytes.subarray(48, bytes.length - 64);
+      assert.ok(await verify(unhex(entry.signed_op.envelope.signer), concat(OP_SIGNING_DOMAIN, env), bytes.subarray(bytes.length - 64)));
+      prev = e.entry_hash;
+    }
+  });
+}
+
+for (const [name, c, ordersOf, earnsOf] of chains) {
+  test(`${name}: the page's balance effects give each history and every balance`, () => {
+    const orders = ordersOf(c);
+    const earns = earnsOf(c);
+    const balances = new Map();
+    for (const e of c.entries) {
+      const entry = decodeEntry(unhex(e.entry_hex));
+      const op = entry.signed_op.envelope.op;
+      const orderId = op.type === 'redeem' ? e.seq : op.order_id;
+      const order = orders[String(orderId)] || null;
+      const earn = op.earn_id !== undefined ? earns[String(op.earn_id)] || null : null;
+      const candidates = new Set([...e.history, ...Object.keys(e.balances), ...keys.keys.map((k) => k.public_key)]);
+      const concerned = [];
+      for (const account of candidates) {
+        const eff = balanceEffect(entry, account, order, earn);
+        if (eff !== null) {
+          concerned.push(account);
+          balances.set(account, (balances.get(account) || 0n) + eff);
+        }
+      }
+      // Everyone in the entry's history is a party; verify.rs also counts the checkpoint
+      // key named by genesis, which the history index leaves out.
+      for (const account of e.history) assert.ok(concerned.includes(account), `entry ${e.seq}: concerns ${account.slice(0, 8)}`);
+      for (const account of concerned) {
+        assert.ok(e.history.includes(account) || op.type === 'genesis', `entry ${e.seq}: ${account.slice(0, 8)} is not a party`);
+      }
+      for (const [account, bal] of Object.entries(e.balances)) {
+        assert.equal(balances.get(account) || 0n, BigInt(bal), `entry ${e.seq}: balance of ${account.slice(0, 8)}`);
       }
     }
-    // Everyone in the entry's history is a party; verify.rs also counts the checkpoint key
-    // named by genesis, which the history index leaves out.
-    for (const account of e.history) assert.ok(concerned.includes(account), `entry ${e.seq}: concerns ${account.slice(0, 8)}`);
-    for (const account of concerned) {
-      assert.ok(e.history.includes(account) || op.type === 'genesis', `entry ${e.seq}: ${account.slice(0, 8)} is not a party`);
-    }
-    for (const [account, bal] of Object.entries(e.balances)) {
-      assert.equal(balances.get(account) || 0n, BigInt(bal), `entry ${e.seq}: balance of ${account.slice(0, 8)}`);
-    }
-  }
-});
+  });
+}
 
 test('invalid.json: the decoder refuses exactly what the spec refuses', () => {
   assert.ok(invalid.decoding.length > 0);

@@ -154,6 +154,16 @@ test('checkpoints.md §8: the log key, its checkpoint, a cosigned note', async (
   assert.equal(other.id, v.id);
 });
 
+test("a verifier key whose base64 holds '+' (regression)", async () => {
+  // Key ids and keys from src/checkpoint.rs's rules; this key's base64 has three '+'.
+  const vkey = 'points.local/afbad015+3feec8c7+AVkPV+ckq0+sVQK+ZEW0rYPG6frJPNn8c2al354uS2lh';
+  const v = await parseVkey(vkey);
+  assert.equal(v.name, 'points.local/afbad015');
+  assert.equal(hex(v.key), '590f57e724ab4fac5502be6445b4ad83c6e9fac93cd9fc7366a5df9e2e4b6961');
+  await assert.rejects(parseVkey('a+b'));
+  await assert.rejects(parseVkey('points.local/afbad015+3feec8c7+AVkPV+ckq0+sVQK+ZEW0rYPG6frJPNn8c2al354uS2lH'));
+});
+
 test('checkpoint bodies: syntax', () => {
   const good = 'o\n1\n' + b64(new Uint8Array(32)) + '\nhead ' + '00'.repeat(32) + '\ntime 0\n';
   assert.equal(parseCheckpointBody(good).size, 1n);
