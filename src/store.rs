@@ -1168,6 +1168,7 @@ impl Writer {
     /// Replays entries past the applied head through the rules.
     fn replay(&mut self) -> Result<u64, StoreError> {
         let total = self.store.entry_count()?;
+        let verify_signatures = self.head.next_seq > 0;
         let mut replayed = 0;
         while self.head.next_seq < total {
             let mut batch = sled::Batch::default();
@@ -1194,7 +1195,20 @@ impl Writer {
                         seq,
                         detail: e.to_string(),
                     })?;
-                let verified = VerifiedOp::from_trusted_log(entry.signed_op.clone());
+                // Crash recovery replays at most a group or two past the applied head:
+                // re-check their signatures, so a damaged entry that still decodes is caught
+                // here. A rebuild from zero (`points reindex`) trusts the log it is rebuilding
+                // from; `points audit --data` checks every signature.
+                let verified = if verify_signatures {
+                    VerifiedOp::verify(entry.signed_op.clone()).map_err(|_| {
+                        StoreError::Corrupt {
+                            seq,
+                            detail: "the op's signature does not verify".into(),
+                        }
+                    })?
+                } else {
+                    VerifiedOp::from_trusted_log(entry.signed_op.clone())
+                };
                 let ctx = Ctx {
                     seq,
                     timestamp_ms: entry.timestamp_ms,

@@ -10,14 +10,13 @@
 //!
 //! An older entry is not re-hashed on start (that would make every start O(log size)); for
 //! it, the test pins down that the service starts and that both the offline audit and the
-//! live audit (the same auditor over `GET /v1/export`) catch the damage.
+//! live audit (`points audit --server URL --key ISSUER_KEY`) catch the damage.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::*;
-use points_ledger::audit;
 use points_ledger::client::{self, DEFAULT_TTL_MS};
 use points_ledger::codec;
 use points_ledger::crypto::Keypair;
@@ -220,19 +219,11 @@ async fn damage_older_than_the_tail_is_caught_by_both_audits() {
     assert!(fx.entries > seq + 64 + 1);
     damage(&fx.data, seq, |b| edit(b, change_amount));
     let server = ServeChild::start(&fx.data, &fx.logs);
-    let issuer = Keypair::read_file(&fx.data.join(ISSUER_KEY_FILE)).expect("issuer key");
-    let mut export = Vec::new();
-    client_no_retry(&server.url())
-        .with_key(issuer)
-        .export_to(&mut export)
-        .await
-        .expect("GET /v1/export");
-    let live = audit::audit_export(&export[..], 4096, |_| {})
-        .expect_err("the live audit must fail")
-        .to_string();
+    let key = fx.data.join(ISSUER_KEY_FILE);
+    let live = run_points(&["audit", "--server", &server.url(), "--key", path_str(&key)]).failed();
     assert!(
-        names_seq(&live, seq),
-        "the live audit must name entry {seq}: {live}"
+        names_seq(&live.stderr, seq),
+        "the live audit must name entry {seq}: {live:#?}"
     );
     let exited = server.terminate();
     assert_eq!(exited.code, Some(0), "{exited:#?}");

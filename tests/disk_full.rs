@@ -373,6 +373,10 @@ async fn full_disk_refuses_writes_serves_reads_and_recovers() {
     check_log(&ledger, &acked).await;
     let report = audit_live(&ledger.client).await;
     assert_eq!((report.entries, report.root), (end.size, end.root));
+    let key = data.join(points_ledger::server::ISSUER_KEY_FILE);
+    let key = key.to_str().expect("UTF-8 path");
+    let cli = run_points(&["audit", "--server", &url, "--key", key, "--json"]).ok();
+    assert_eq!(cli.json()["entries"], end.size);
 
     // A clean stop and an offline audit and replay agree with what was served.
     let balances_end = ledger.balances().await;

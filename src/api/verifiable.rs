@@ -60,7 +60,17 @@ pub(crate) async fn latest_note(app: &AppState) -> Result<(u64, String), Problem
     let tip = app.sequencer.tip();
     match app.store.latest_checkpoint()? {
         Some((size, note)) if size >= tip.size => Ok((size, note)),
-        _ => Ok(app.checkpointer.checkpoint(tip).await?),
+        stored => match app.checkpointer.checkpoint(tip).await {
+            Ok(c) => Ok(c),
+            // Signing a new one failed (a full disk, say): the stored one is still valid.
+            Err(e) => match stored {
+                Some(c) => {
+                    tracing::warn!(error = %e, "cannot sign a new checkpoint; serving the stored one");
+                    Ok(c)
+                }
+                None => Err(e.into()),
+            },
+        },
     }
 }
 
