@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod bench;
 pub mod chain;
 pub mod checkpoint;
 pub mod client;

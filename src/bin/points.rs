@@ -99,6 +99,8 @@ enum Command {
         #[arg(long, env = "POINTS_DATA", default_value = "points-data")]
         data: PathBuf,
     },
+    /// Measure throughput, latency and cost on this machine against its own limits.
+    Bench(points_ledger::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -1456,6 +1458,7 @@ async fn run(cli: Cli) -> Result<()> {
             path,
         } => get(&server, key, authorization, &path).await,
         Command::Reindex { data } => tokio::task::spawn_blocking(move || reindex(&data)).await?,
+        Command::Bench(args) => points_ledger::bench::run(args).await,
     }
 }
 
