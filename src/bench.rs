@@ -1474,7 +1474,11 @@ async fn one_run(env: &mut Env, r: usize) -> Result<RunResult> {
         remove_ledger(&config, args.keep);
         res.lib_group_ops_per_s = Some(ops_per_s);
         res.lib_group_size = Some(group);
-        eprintln!("{}: {ops_per_s:.0} ops/s", label("lib commit_group"));
+        eprintln!(
+            "{}: {ops_per_s:.0} ops/s (RSS now {})",
+            label("lib commit_group"),
+            mib(memory().0)
+        );
 
         let config = fresh_ledger(&env.root, &format!("run{r}-lib-seq"), &env.local)?;
         let out = lib_sequencer(&config, &env.local, &env.local_set, args.concurrency).await?;
@@ -1489,7 +1493,12 @@ async fn one_run(env: &mut Env, r: usize) -> Result<RunResult> {
         res.lib_seq_ops_per_s = Some(out.ops_per_s);
         res.lib_seq_p50_ms = percentile_ms(&out.sorted_us, 50.0);
         res.lib_seq_p99_ms = percentile_ms(&out.sorted_us, 99.0);
-        eprintln!("{}: {:.0} ops/s", label("lib sequencer"), out.ops_per_s);
+        eprintln!(
+            "{}: {:.0} ops/s (RSS now {})",
+            label("lib sequencer"),
+            out.ops_per_s,
+            mib(memory().0)
+        );
     }
 
     if phases.contains(&Phase::HttpSingle) {
@@ -1520,10 +1529,11 @@ async fn one_run(env: &mut Env, r: usize) -> Result<RunResult> {
         res.http_single_p999_ms = percentile_ms(&out.sorted_us, 99.9);
         res.http_single_failed = Some(out.failed as f64);
         eprintln!(
-            "{}: {:.0} ops/s, p99 {:.1} ms",
+            "{}: {:.0} ops/s, p99 {:.1} ms (RSS now {})",
             label("HTTP single-op"),
             out.ops_per_s,
-            res.http_single_p99_ms.unwrap_or(f64::NAN)
+            res.http_single_p99_ms.unwrap_or(f64::NAN),
+            mib(memory().0)
         );
     }
 
