@@ -597,7 +597,6 @@ fn serve_refuses_an_invalid_chain_id_and_a_bad_listen_address() {
 /// `--op-id` is documented as "for retrying an op exactly once", so running the same
 /// command twice with the same op id must land the op once and print the same receipt.
 #[test]
-#[ignore = "bug: `points wallet --op-id` re-signs with a fresh not_after_ms, so a retry is a different op and is refused with duplicate_op_id"]
 fn retrying_a_cli_op_with_the_same_op_id_lands_it_once() {
     let flow = Flow::start();
     flow.newcomer_ops();

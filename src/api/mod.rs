@@ -178,8 +178,14 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Problem> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    match mime {
+    // Media types are case-insensitive (RFC 9110 §8.3.1).
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
         "application/octet-stream" => Ok(BodyKind::Canonical),
         "application/json" => Ok(BodyKind::Json),
         other => Err(Problem::new(

@@ -394,7 +394,8 @@ struct WalletArgs {
     /// Server URL.
     #[arg(long, env = "POINTS_SERVER", default_value = "http://127.0.0.1:8700")]
     server: String,
-    /// Op id to use (for retrying an op exactly once); random by default.
+    /// Op id to use (for retrying an op exactly once): the signed op is kept in
+    /// `<key>.ops/<id>.op` and a rerun with the same id resends it. Random by default.
     #[arg(long)]
     op_id: Option<u128>,
     #[command(subcommand)]
@@ -875,18 +876,47 @@ async fn wallet(args: WalletArgs) -> Result<()> {
     };
     let wallet = Wallet::connect(key, client).await?;
     let signed = match args.op_id {
-        Some(id) => points_ledger::client::sign_op(
-            &wallet.key,
-            &wallet.chain_id,
-            OpId(id),
-            points_ledger::client::now_ms() + wallet.ttl_ms,
-            op,
-        ),
+        Some(id) => journaled_op(&args.key, &wallet, OpId(id), op)?,
         None => wallet.sign(op),
     };
     let receipt = wallet.client.submit(&signed).await?;
     print_json(&receipt)?;
     Ok(())
+}
+
+/// With `--op-id`, the signed op is kept in `<key>.ops/<op id>.op` and a rerun with the same
+/// op id resends exactly those bytes, so a retry is the same op (and lands at most once)
+/// even though a fresh signature would carry a new `not_after_ms`.
+fn journaled_op(key_path: &Path, wallet: &Wallet, op_id: OpId, op: Op) -> Result<SignedOp> {
+    let dir = suffixed(key_path, ".ops");
+    let path = dir.join(format!("{}.op", op_id.0));
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let saved = points_ledger::codec::decode_signed_op(&bytes)
+                .with_context(|| format!("{} is not a signed op", path.display()))?;
+            if saved.envelope.op != op || saved.envelope.signer != wallet.account() {
+                bail!(
+                    "op id {} was already used for a different op (kept in {}); choose another op id",
+                    op_id.0,
+                    path.display()
+                );
+            }
+            Ok(saved)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let signed = points_ledger::client::sign_op(
+                &wallet.key,
+                &wallet.chain_id,
+                op_id,
+                points_ledger::client::now_ms() + wallet.ttl_ms,
+                op,
+            );
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(&path, points_ledger::codec::encode_signed_op(&signed))?;
+            Ok(signed)
+        }
+        Err(e) => Err(e).with_context(|| format!("{}", path.display())),
+    }
 }
 
 fn suffixed(path: &Path, suffix: &str) -> PathBuf {
