@@ -874,18 +874,8 @@ fn apply_op(
                 checkpoint_key: g.checkpoint_key,
             });
             Effects {
-                parties: Parties::one(signer),
-                balances: Parties::one(signer),
-                balances_changed: false,
-                merchant: None,
-                auditor: None,
                 genesis: true,
-                item: None,
-                order: None,
-                held: None,
-                books: None,
-                settled: None,
-                loyalty: LoyaltyEffects::default(),
+                ..Effects::none(Parties::one(signer))
             }
         }
         Op::RegisterMerchant(r) => {
@@ -913,18 +903,9 @@ fn apply_op(
                 },
             );
             Effects {
-                parties: Parties::two(signer, r.merchant),
                 balances: Parties::one(r.merchant),
-                balances_changed: false,
                 merchant: Some(r.merchant),
-                auditor: None,
-                genesis: false,
-                item: None,
-                order: None,
-                held: None,
-                books: None,
-                settled: None,
-                loyalty: LoyaltyEffects::default(),
+                ..Effects::none(Parties::two(signer, r.merchant))
             }
         }
         Op::UpdateMerchant(u) => {
@@ -957,18 +938,9 @@ fn apply_op(
                 record.status = status;
             }
             Effects {
-                parties: Parties::two(signer, u.merchant),
                 balances: Parties::one(u.merchant),
-                balances_changed: false,
                 merchant: Some(u.merchant),
-                auditor: None,
-                genesis: false,
-                item: None,
-                order: None,
-                held: None,
-                books: None,
-                settled: None,
-                loyalty: LoyaltyEffects::default(),
+                ..Effects::none(Parties::two(signer, u.merchant))
             }
         }
         Op::RegisterAuditor(r) => {
@@ -991,18 +963,9 @@ fn apply_op(
                 },
             );
             Effects {
-                parties: Parties::two(signer, r.auditor),
                 balances: Parties::one(r.auditor),
-                balances_changed: false,
-                merchant: None,
                 auditor: Some(r.auditor),
-                genesis: false,
-                item: None,
-                order: None,
-                held: None,
-                books: None,
-                settled: None,
-                loyalty: LoyaltyEffects::default(),
+                ..Effects::none(Parties::two(signer, r.auditor))
             }
         }
         Op::Mint(m) => {

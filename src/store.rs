@@ -376,12 +376,8 @@ impl Store {
     pub fn info(&self) -> Result<Option<LedgerInfo>, StoreError> {
         self.derived
             .get(K_INFO)?
-            .map(|v| codec::decode_record(&v))
+            .map(|v| decode_rec(&v, "ledger info"))
             .transpose()
-            .map_err(|source| StoreError::Decode {
-                what: "ledger info".into(),
-                source,
-            })
     }
 
     /// Totals as of the last applied group.
@@ -389,12 +385,8 @@ impl Store {
         Ok(self
             .derived
             .get(K_TOTALS)?
-            .map(|v| codec::decode_record(&v))
-            .transpose()
-            .map_err(|source| StoreError::Decode {
-                what: "totals".into(),
-                source,
-            })?
+            .map(|v| decode_rec(&v, "totals"))
+            .transpose()?
             .unwrap_or_default())
     }
 
@@ -440,24 +432,16 @@ impl Store {
     pub fn merchant(&self, account: &AccountId) -> Result<Option<MerchantRecord>, StoreError> {
         self.derived
             .get(key_account(P_MERCHANT, account))?
-            .map(|v| codec::decode_record(&v))
+            .map(|v| decode_rec(&v, &format!("merchant {account}")))
             .transpose()
-            .map_err(|source| StoreError::Decode {
-                what: format!("merchant {account}"),
-                source,
-            })
     }
 
     /// An auditor's record.
     pub fn auditor(&self, account: &AccountId) -> Result<Option<AuditorRecord>, StoreError> {
         self.derived
             .get(key_account(P_AUDITOR, account))?
-            .map(|v| codec::decode_record(&v))
+            .map(|v| decode_rec(&v, &format!("auditor {account}")))
             .transpose()
-            .map_err(|source| StoreError::Decode {
-                what: format!("auditor {account}"),
-                source,
-            })
     }
 
     /// Every registered merchant.
@@ -465,13 +449,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.derived.scan_prefix([P_MERCHANT]) {
             let (k, v) = item?;
-            let mut id = [0u8; 32];
-            id.copy_from_slice(&k[1..33]);
-            let rec = codec::decode_record(&v).map_err(|source| StoreError::Decode {
-                what: "merchant".into(),
-                source,
-            })?;
-            out.push((AccountId(id), rec));
+            out.push((account_at(&k, 1), decode_rec(&v, "merchant")?));
         }
         Ok(out)
     }
